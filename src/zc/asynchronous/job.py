@@ -1,0 +1,512 @@
+"""The Job: a persistent partial with a status, a result and callbacks.
+
+A job wraps a callable (a global function, a persistent callable, or a
+method of a persistent object, stored as the object plus the method's
+name) with arguments.  Calling the job calls the callable and keeps what
+it returned; callbacks, themselves jobs, then receive that result.
+
+A job commits and aborts its own transactions, through the transaction
+manager of the connection it belongs to (``ITransactionManager(job)``):
+
+1. the ACTIVE status is committed before the call, so a crash is visible;
+2. the result (and the CALLBACKS status) is committed after the call; a
+   raised exception aborts the call's writes first and stores a Failure;
+3. each callback commits its own work;
+4. COMPLETED is committed last.  A job without callbacks commits 2 and 4
+   together.
+
+A ``TransactionError`` (a conflict, say) while the call or its commit runs
+aborts and calls again: five attempts in all, then the last error is kept
+as the result.
+"""
+import datetime
+import logging
+import types
+
+import BTrees.OOBTree
+import persistent.list
+import persistent.mapping
+import transaction.interfaces
+import twisted.internet.defer
+import twisted.python.failure
+import zc.queue
+import zope.component
+import zope.interface
+
+import zc.twist
+from zc.asynchronous import interfaces, local, utils
+from zc.asynchronous.interfaces import (
+    ACTIVE, ASSIGNED, CALLBACKS, COMPLETED, NEW, PENDING, BadStatusError)
+
+log = logging.getLogger('zc.asynchronous.job')
+
+#: How many times a call is made when it keeps meeting transaction errors.
+MAX_TRANSACTION_ATTEMPTS = 5
+
+
+def success_or_failure(success, failure, res):
+    """Route a result to ``failure`` if it is a Failure, else to ``success``.
+
+    The callable of the intermediate job ``addCallbacks`` makes.  With no
+    callable for that side the result passes through unchanged.
+    """
+    if interfaces.IFailure.providedBy(res):
+        if failure is not None:
+            res = failure(res)
+    elif success is not None:
+        res = success(res)
+    return res
+
+
+def completeStartedJobArguments(job, result):
+    """Finish argument jobs an interrupted ``success_or_failure`` left.
+
+    The safety callback of each intermediate job: when the intermediate
+    job failed (its worker died, say), a success or failure job that was
+    ACTIVE is failed and one that was in CALLBACKS resumes them.
+    """
+    if isinstance(result, twisted.python.failure.Failure):
+        for argument in job.args:
+            if interfaces.IJob.providedBy(argument):
+                if argument.status == ACTIVE:
+                    argument.fail()
+                elif argument.status == CALLBACKS:
+                    argument.resumeCallbacks()
+
+
+def _decompose(value):
+    """Split a callable into (root, name), so that it can be pickled."""
+    if isinstance(value, types.MethodType):
+        return value.__self__, value.__name__
+    if isinstance(value, zc.twist.METHOD_WRAPPER_TYPE):
+        return zc.twist.get_self(value), value.__name__
+    if isinstance(value, types.BuiltinMethodType):
+        owner = value.__self__
+        # A builtin function's __self__ is its module: keep those whole.
+        if owner is not None and not isinstance(owner, types.ModuleType):
+            return owner, value.__name__
+    return value, None
+
+
+def _walk_parents(start, passable):
+    """Yield the parents of ``start`` while they provide ``passable``.
+
+    Stops at the first ancestor that does not (yielding it) and at a
+    cycle, so that a job set up oddly can never loop forever.
+    """
+    seen = set()
+    ob = start
+    while ob is not None and id(ob) not in seen:
+        seen.add(id(ob))
+        yield ob
+        if not any(iface.providedBy(ob) for iface in passable):
+            return
+        ob = getattr(ob, 'parent', None)
+
+
+def as_job(obj):
+    """``obj`` as an IJob: a job as it is, a callable adapted or wrapped."""
+    if interfaces.IJob.providedBy(obj):
+        return obj
+    job = interfaces.IJob(obj, None)
+    if job is None:
+        if not callable(obj):
+            raise TypeError('a job needs a callable, not %r' % (obj,))
+        job = Job(obj)
+    return job
+
+
+@zope.interface.implementer(interfaces.IJob)
+class Job(utils.Base):
+    """A persistent call.  See ``zc.asynchronous.interfaces.IJob``.
+
+    ``Job(callable, *args, **kwargs)``: ``args`` and ``kwargs`` are kept in
+    persistent containers and may be changed until the job is called.
+    """
+
+    _callable_root = None
+    _callable_name = None
+    _result = None
+    _status = NEW
+    _begin_after = None
+    _begin_by = None
+    _active_start = None
+    _active_end = None
+    _quota_names = ()
+    key = None
+    assignerUUID = None
+
+    def __init__(*args, **kwargs):
+        if not args:
+            raise TypeError('Job.__init__ needs its instance')
+        self, args = args[0], args[1:]
+        if not args:
+            raise TypeError('Job() needs a callable as its first argument')
+        self.args = persistent.list.PersistentList(args[1:])
+        self.callable = args[0]
+        self.kwargs = persistent.mapping.PersistentMapping(kwargs)
+        self.callbacks = zc.queue.PersistentQueue()
+        self.annotations = BTrees.OOBTree.OOBTree()
+
+    @classmethod
+    def bind(klass, *args, **kwargs):
+        """Make a job that passes itself as the callable's first argument."""
+        res = klass(*args, **kwargs)
+        res.args.insert(0, res)
+        return res
+
+    # -- what the job is --------------------------------------------------
+
+    @property
+    def callable(self):
+        if self._callable_name is None:
+            return self._callable_root
+        return getattr(self._callable_root, self._callable_name)
+
+    @callable.setter
+    def callable(self, value):
+        if self._status != NEW:
+            raise BadStatusError(
+                'can only set callable when a job has NEW, PENDING, or '
+                'ASSIGNED status')
+        if not callable(value):
+            raise TypeError('a job needs a callable, not %r' % (value,))
+        root, name = _decompose(value)
+        self._callable_root = root
+        self._callable_name = name
+        if (root is not self and interfaces.IJob.providedBy(root)
+                and root.parent is None):
+            # The wrapper job (``Job(orphan.resumeCallbacks)``) becomes the
+            # orphan's parent, so that ``orphan.queue`` still resolves.
+            root.parent = self
+
+    @property
+    def status(self):
+        status = self._status
+        if status == NEW:
+            ancestor = None
+            for ancestor in _walk_parents(self.parent, (interfaces.IJob,)):
+                pass
+            if ancestor is not None and ancestor is not self:
+                if interfaces.IAgent.providedBy(ancestor):
+                    return ASSIGNED
+                if interfaces.IQueue.providedBy(ancestor):
+                    return PENDING
+        return status
+
+    @property
+    def result(self):
+        return self._result
+
+    @property
+    def queue(self):
+        for ob in _walk_parents(self.parent, (
+                interfaces.IJob, interfaces.IAgent,
+                interfaces.IDispatcherAgents)):
+            if interfaces.IQueue.providedBy(ob):
+                return ob
+        return None
+
+    @property
+    def agent(self):
+        for ob in _walk_parents(self.parent, (interfaces.IJob,)):
+            if interfaces.IAgent.providedBy(ob):
+                return ob
+        return None
+
+    @property
+    def active_start(self):
+        return self._active_start
+
+    @property
+    def active_end(self):
+        return self._active_end
+
+    @property
+    def initial_callbacks_end(self):
+        if self.key is None:
+            return None
+        return utils.long_to_dt(self.key).replace(tzinfo=utils.pytz.UTC)
+
+    @property
+    def begin_after(self):
+        return self._begin_after
+
+    @begin_after.setter
+    def begin_after(self, value):
+        if self.status != NEW:
+            raise BadStatusError(
+                'can only set begin_after when a job has NEW status')
+        if value is not None:
+            if not isinstance(value, datetime.datetime):
+                raise TypeError('begin_after must be a datetime, not %r'
+                                % (value,))
+            if value.tzinfo is None:
+                raise ValueError('cannot use timezone-naive values')
+            value = value.astimezone(utils.pytz.UTC)
+        self._begin_after = value
+
+    @property
+    def begin_by(self):
+        return self._begin_by
+
+    @begin_by.setter
+    def begin_by(self, value):
+        if self.status not in (NEW, PENDING):
+            raise BadStatusError(
+                'can only set begin_by when a job has NEW or PENDING status')
+        if value is not None:
+            if not isinstance(value, datetime.timedelta):
+                raise TypeError('begin_by must be a timedelta, not %r'
+                                % (value,))
+            if value < datetime.timedelta():
+                raise ValueError('negative values are not allowed')
+        self._begin_by = value
+
+    @property
+    def quota_names(self):
+        return self._quota_names
+
+    @quota_names.setter
+    def quota_names(self, value):
+        if isinstance(value, str):
+            raise TypeError('provide an iterable of names')
+        status = self.status
+        if status not in (NEW, PENDING):
+            raise BadStatusError(
+                'can only set quota_names when a job has NEW or PENDING '
+                'status')
+        value = tuple(value)
+        if status == PENDING:
+            quotas = self.queue.quotas
+            for name in value:
+                if name not in quotas:
+                    raise ValueError('unknown quota name', name)
+        self._quota_names = value
+
+    def __repr__(self):
+        try:
+            call = utils.custom_repr(self._callable_root)
+            if self._callable_name is not None:
+                call += ' :' + self._callable_name
+            parts = [utils.custom_repr(a) for a in self.args]
+            parts.extend('%s=%s' % (k, utils.custom_repr(v))
+                         for k, v in self.kwargs.items())
+            return '<%s ``%s(%s)``>' % (
+                utils.custom_repr(self), call, ', '.join(parts))
+        except Exception:
+            return object.__repr__(self)
+
+    # -- callbacks ---------------------------------------------------------
+
+    def addCallbacks(self, success=None, failure=None):
+        if success is None and failure is None:
+            return self
+        if success is not None:
+            success = as_job(success)
+        if failure is not None:
+            failure = as_job(failure)
+        res = Job(success_or_failure, success, failure)
+        for inner in (success, failure):
+            if inner is not None:
+                inner.parent = res
+        self.addCallback(res)
+        # If a worker dies while ``res`` runs, this fails or resumes the
+        # argument job it was running (resumeCallbacks does not look inside
+        # arguments).
+        res.addCallback(Job(completeStartedJobArguments, res))
+        return res
+
+    def addCallback(self, callback):
+        callback = as_job(callback)
+        self.callbacks.put(callback)
+        callback.parent = self
+        if self._status == COMPLETED:
+            callback(self._result)  # commits
+        else:
+            # Make a concurrent completion conflict with this addition, so
+            # that one side sees the other (see the race notes in the docs).
+            self._p_changed = True
+        return callback
+
+    # -- running -----------------------------------------------------------
+
+    def _transaction_manager(self):
+        tm = transaction.interfaces.ITransactionManager(self, None)
+        if tm is None:
+            tm = zc.twist.transactionManager(self)
+        if tm is None:
+            raise ValueError(
+                '%r belongs to no database connection: store it (or give it '
+                'a __parent__ that is stored) before calling it' % (self,))
+        return tm
+
+    def __call__(self, *args, **kwargs):
+        if self.status not in (NEW, ASSIGNED):
+            raise BadStatusError(
+                'can only call a job with NEW or ASSIGNED status')
+        tm = self._transaction_manager()
+        self._status = ACTIVE
+        self._active_start = utils.now()
+        try:
+            tm.commit()
+        except BaseException:
+            tm.abort()
+            raise
+        effective_args = list(self.args)
+        effective_args.extend(args)
+        effective_kwargs = dict(self.kwargs)
+        effective_kwargs.update(kwargs)
+        previous = local.getJob()
+        local._set(job=self)
+        try:
+            return self._call_with_retry(
+                lambda: self.callable(*effective_args, **effective_kwargs),
+                tm)
+        finally:
+            local._set(job=previous)
+
+    def _call_with_retry(self, call, tm):
+        attempts = 0
+        while True:
+            try:
+                res = call()
+                self._handle_result(res, tm)
+            except zc.twist.ClientDisconnected:
+                tm.abort()
+                raise
+            except zc.twist.TransactionError:
+                tm.abort()
+                attempts += 1
+                if attempts < MAX_TRANSACTION_ATTEMPTS:
+                    log.debug('transaction error %d calling %r; retrying',
+                              attempts, self)
+                    continue
+                res = zc.twist.Failure()
+                self._store_failure(res, tm)
+            except BaseException as exc:
+                tm.abort()
+                if zc.twist.is_explosive(exc) or not isinstance(
+                        exc, Exception):
+                    raise
+                res = zc.twist.Failure()
+                self._store_failure(res, tm)
+            break
+        if self._status == CALLBACKS:
+            self.resumeCallbacks()
+        return res
+
+    def _handle_result(self, res, tm):
+        """Store what the callable returned and commit.
+
+        A job or a Deferred is waited on: the job stays ACTIVE and its
+        ``_callback`` receives the end result later.
+        """
+        if interfaces.IJob.providedBy(res):
+            res.addCallback(Job(self._callback))
+        elif isinstance(res, twisted.internet.defer.Deferred):
+            res.addBoth(zc.twist.Partial(self._callback))
+        else:
+            self._set_result(res)
+        tm.commit()
+
+    def _set_result(self, res):
+        if isinstance(res, twisted.python.failure.Failure):
+            res = zc.twist.sanitize(res)
+        self._result = res
+        self._status = CALLBACKS
+        self._active_end = utils.now()
+        if len(self.callbacks) == 0:
+            # Nothing to call back: complete in the same commit.
+            self._complete()
+
+    def _complete(self):
+        self._status = COMPLETED
+        parent = self.parent
+        if interfaces.IAgent.providedBy(parent):
+            parent.jobCompleted(self)
+
+    def _store_failure(self, failure, tm):
+        """Store ``failure`` as the result, retrying the commit on conflicts.
+
+        The call's writes were aborted already; only the failure is
+        committed.
+        """
+        for attempt in range(MAX_TRANSACTION_ATTEMPTS):
+            self._set_result(failure)
+            try:
+                tm.commit()
+                return
+            except zc.twist.ClientDisconnected:
+                tm.abort()
+                raise
+            except zc.twist.TransactionError:
+                tm.abort()
+                if attempt + 1 == MAX_TRANSACTION_ATTEMPTS:
+                    raise
+            except BaseException:
+                tm.abort()
+                raise
+
+    def _callback(self, res):
+        """Receive the end result of the job or Deferred this job waits on."""
+        if self._status != ACTIVE:
+            raise BadStatusError(
+                'can only receive a result on a job with ACTIVE status')
+        tm = self._transaction_manager()
+        self._handle_result(res, tm)
+        if self._status == CALLBACKS:
+            self.resumeCallbacks()
+
+    def fail(self, e=None):
+        if e is None:
+            e = interfaces.AbortedError()
+        if self._status not in (NEW, ACTIVE):
+            raise BadStatusError(
+                'can only call fail on a job with NEW, PENDING, ASSIGNED, '
+                'or ACTIVE status')
+        tm = self._transaction_manager()
+        self._set_result(zc.twist.Failure(e))
+        try:
+            tm.commit()
+        except BaseException:
+            tm.abort()
+            raise
+        if self._status == CALLBACKS:
+            self.resumeCallbacks()
+
+    def resumeCallbacks(self):
+        if self._status != CALLBACKS:
+            raise BadStatusError(
+                'can only resumeCallbacks on a job with CALLBACKS status')
+        tm = self._transaction_manager()
+        done = 0
+        callbacks = list(self.callbacks)
+        while True:
+            for callback in callbacks:
+                status = callback._status
+                if status == NEW:
+                    callback(self._result)
+                elif status == ACTIVE:
+                    callback.fail()
+                elif status == CALLBACKS:
+                    callback.resumeCallbacks()
+            done += len(callbacks)
+            callbacks = list(self.callbacks)[done:]
+            if callbacks:
+                continue
+            self._complete()
+            try:
+                tm.commit()
+            except zc.twist.ClientDisconnected:
+                tm.abort()
+                raise
+            except zc.twist.TransactionError:
+                # Most likely someone added a callback: look again.
+                tm.abort()
+                callbacks = list(self.callbacks)[done:]
+                continue
+            except BaseException:
+                tm.abort()
+                raise
+            return
