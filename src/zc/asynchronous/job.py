@@ -21,12 +21,14 @@ as the result.
 """
 import datetime
 import logging
+import time
 import types
 
 import BTrees.OOBTree
 import persistent.list
 import persistent.mapping
 import transaction.interfaces
+import ZODB.broken
 import twisted.internet.defer
 import twisted.python.failure
 import zc.queue
@@ -102,6 +104,30 @@ def _walk_parents(start, passable):
         if not any(iface.providedBy(ob) for iface in passable):
             return
         ob = getattr(ob, 'parent', None)
+
+
+#: Backoff while the storage is disconnected: first wait, step, largest.
+DISCONNECTED_BACKOFF = (5.0, 5.0, 60.0)
+
+
+def _wait_for_storage(connection, backoff):
+    """Wait until ``connection``'s storage is connected, at most ``backoff``.
+
+    Returns the next backoff.  Storages without ``is_connected`` (anything
+    but a ZEO client) are taken as connected.
+    """
+    initial, step, largest = DISCONNECTED_BACKOFF
+    backoff = initial if backoff is None else min(backoff + step, largest)
+    storage = getattr(connection.db(), 'storage', None) if connection else None
+    is_connected = getattr(storage, 'is_connected', None)
+    log.warning('storage disconnected while a job ran; waiting up to %s s',
+                backoff)
+    deadline = time.monotonic() + backoff
+    while time.monotonic() < deadline:
+        if is_connected is not None and is_connected():
+            break
+        time.sleep(0.05)
+    return backoff
 
 
 def as_job(obj):
@@ -353,6 +379,14 @@ class Job(utils.Base):
         except BaseException:
             tm.abort()
             raise
+        try:
+            self._check_callable()
+        except Exception:
+            failure = zc.twist.Failure()
+            self._store_failure(failure, tm)
+            if self._status == CALLBACKS:
+                self.resumeCallbacks()
+            return failure
         effective_args = list(self.args)
         effective_args.extend(args)
         effective_kwargs = dict(self.kwargs)
@@ -366,15 +400,35 @@ class Job(utils.Base):
         finally:
             local._set(job=previous)
 
+    def _check_callable(self):
+        root = self._callable_root
+        if isinstance(root, type) and issubclass(root, ZODB.broken.Broken):
+            raise ImportError(
+                'cannot import the callable of this job: %s.%s'
+                % (root.__module__, root.__name__))
+        if self._callable_name is not None:
+            try:
+                getattr(root, self._callable_name)
+            except AttributeError:
+                raise AttributeError(
+                    'the callable of this job is gone: %s has no attribute '
+                    '%r' % (utils.custom_repr(root), self._callable_name))
+
     def _call_with_retry(self, call, tm):
         attempts = 0
+        disconnected_backoff = None
         while True:
             try:
                 res = call()
                 self._handle_result(res, tm)
             except zc.twist.ClientDisconnected:
+                # The storage went away: the call's writes are lost, so wait
+                # for the storage to come back and call again.  This does
+                # not count as an attempt.
                 tm.abort()
-                raise
+                disconnected_backoff = _wait_for_storage(
+                    self._p_jar, disconnected_backoff)
+                continue
             except zc.twist.TransactionError:
                 tm.abort()
                 attempts += 1

@@ -23,17 +23,28 @@ zope.interface.classImplements(
     twisted.python.failure.Failure, IFailure)
 
 
-def _short_repr(value):
-    text = value if isinstance(value, str) else reflect.safe_repr(value)
+def _short_repr(value, is_repr=False):
+    """A short repr of ``value``; ``is_repr``: ``value`` is a repr already."""
+    if is_repr and isinstance(value, str):
+        if value.endswith('[...]') and len(value) <= REPR_LIMIT + 5:
+            return value            # cut already
+        text = value
+    else:
+        text = reflect.safe_repr(value)
     if len(text) > REPR_LIMIT:
         text = text[:REPR_LIMIT] + '[...]'
     return text
 
 
-def _plain_frames(frames):
+def _plain_frames(frames, pickled=False):
+    """Frames as plain lists; locals as short reprs, globals dropped.
+
+    The frames of a live failure hold the local values themselves; those of
+    a failure that was pickled (``pickled`` true) hold reprs already.
+    """
     return [
-        [name, filename, lineno,
-         [(str(k), _short_repr(v)) for k, v in local_items],
+        [str(name), str(filename), int(lineno),
+         [(str(k), _short_repr(v, pickled)) for k, v in local_items],
          []]
         for name, filename, lineno, local_items, _global_items in frames]
 
@@ -57,7 +68,7 @@ def _sanitized_state(failure):
     state = dict(failure.__dict__)
     state.pop('_frames', None)
     state.pop('_parents', None)
-    state['frames'] = _plain_frames(frames)
+    state['frames'] = _plain_frames(frames, getattr(failure, 'pickled', 0))
     state['parents'] = list(parents)
     state['stack'] = []
     state['tb'] = None

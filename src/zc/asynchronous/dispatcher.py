@@ -1,0 +1,751 @@
+"""The dispatcher: claims jobs from the queues and runs them in threads.
+
+One dispatcher runs in each process that does work, named by the process's
+instance UUID.  It lives on a Twisted reactor: its own, run in a thread of
+its own by ``start()``, or a reactor the application runs (``activate()``).
+On that reactor it *polls*: in one transaction it registers and activates
+itself in every queue, pings (so that siblings know it lives, and so that
+it notices dead siblings and cleans up after them), and lets each of its
+agents claim jobs.  Claimed jobs go to a pool of worker threads per agent;
+each worker has a connection and a transaction manager of its own for its
+whole life, and calls the job, which commits its own work.
+
+Polls happen every ``poll_interval`` seconds, and also as soon as the
+database reports a change to a queue (a put from this or another process)
+or a worker frees up, so that a job starts within milliseconds of its put.
+"""
+import collections
+import datetime
+import logging
+import queue as stdqueue
+import threading
+import time
+
+import transaction
+import ZODB.POSException
+import ZODB.utils
+
+import zc.twist
+from zc.asynchronous import interfaces, local, utils
+
+log = logging.getLogger('zc.async.events')
+tracelog = logging.getLogger('zc.async.trace')
+
+_dispatchers = {}
+_registry_lock = threading.Lock()
+
+
+def get(uuid=None, default=None):
+    """The dispatcher registered for ``uuid`` (this process's by default)."""
+    if uuid is None:
+        uuid = _default_uuid()
+    return _dispatchers.get(uuid, default)
+
+
+def pop(uuid=None):
+    """Remove and return the dispatcher registered for ``uuid``."""
+    if uuid is None:
+        uuid = _default_uuid()
+    return _dispatchers.pop(uuid)
+
+
+def clear():
+    """Forget every registered dispatcher (for tests)."""
+    _dispatchers.clear()
+
+
+def _default_uuid():
+    from zc.asynchronous import instanceuuid
+    return instanceuuid.get_uuid()
+
+
+def getId(job):
+    """``(oid as int, database name)``: how reports name a job."""
+    return ZODB.utils.u64(job._p_oid), job._p_jar.db().database_name
+
+
+def _naive_utcnow():
+    return datetime.datetime.now(datetime.timezone.utc).replace(tzinfo=None)
+
+
+class _InvalidationWatcher:
+    """Learns of every commit to a database, to wake the dispatcher.
+
+    ZODB's MVCC adapter tells each of its instances which objects a
+    transaction changed, for local and (through ZEO) remote commits alike.
+    The watcher joins those instances and calls ``wake`` when a watched
+    object changed.  Storages that are MVCC themselves (RelStorage) give no
+    such hook: the dispatcher then relies on polling alone.
+    """
+
+    def __init__(self, db, wake):
+        self._adapter = getattr(db, '_mvcc_storage', None)
+        self._wake = wake
+        self.oids = frozenset()
+        self.installed = False
+        instances = getattr(self._adapter, '_instances', None)
+        lock = getattr(self._adapter, '_lock', None)
+        if isinstance(instances, set) and lock is not None:
+            with lock:
+                instances.add(self)
+            self.installed = True
+
+    def _invalidate(self, tid, oids):
+        if not self.oids.isdisjoint(oids):
+            self._wake()
+
+    def _invalidateCache(self):
+        self._wake()
+
+    def uninstall(self):
+        if self.installed:
+            with self._adapter._lock:
+                instances = getattr(self._adapter, '_instances', None)
+                if instances is not None:
+                    instances.discard(self)
+            self.installed = False
+
+
+class AgentThreadPool:
+    """The worker threads of one agent of one queue.
+
+    Each thread opens one connection with its own transaction manager and
+    keeps it while it lives, so the object cache stays warm.  Jobs arrive
+    as ``(oid, database name, info)`` through ``put``.
+    """
+
+    def __init__(self, dispatcher, queue_name, agent_name, size=0):
+        self.dispatcher = dispatcher
+        self.queue_name = queue_name
+        self.name = agent_name
+        self.jobids = {}
+        self.threads = []
+        self._queue = stdqueue.Queue()
+        self._size = 0
+        self.setSize(size)
+
+    def getSize(self):
+        return self._size
+
+    def setSize(self, size):
+        """Grow or shrink to ``size`` threads; return the change."""
+        self.threads = [t for t in self.threads if t.is_alive()]
+        old = self._size
+        self._size = size
+        alive = len(self.threads)
+        for _ in range(size - alive):
+            thread = threading.Thread(
+                target=self._run, daemon=True,
+                name='zc.async worker %s/%s' % (self.queue_name or "''",
+                                                self.name))
+            self.threads.append(thread)
+            thread.start()
+        for _ in range(alive - size):
+            self._queue.put(None)
+        return size - old
+
+    def put(self, item):
+        self._queue.put(item)
+
+    def pending(self):
+        """Claimed jobs not yet picked up by a thread (oids and dbnames)."""
+        with self._queue.mutex:
+            return [item for item in self._queue.queue if item is not None]
+
+    def drain(self):
+        """Drop the jobs no thread has started; return how many."""
+        dropped = 0
+        while True:
+            try:
+                item = self._queue.get_nowait()
+            except stdqueue.Empty:
+                return dropped
+            if item is not None:
+                dropped += 1
+
+    def stop(self):
+        self._size = 0
+        for _ in self.threads:
+            self._queue.put(None)
+
+    def _run(self):
+        dispatcher = self.dispatcher
+        local._set(dispatcher=dispatcher, agent_name=self.name)
+        tm = transaction.TransactionManager()
+        conn = dispatcher.db.open(transaction_manager=tm)
+        name = threading.current_thread().name
+        try:
+            while True:
+                item = self._queue.get()
+                if item is None:
+                    return
+                oid, dbname, info = item
+                self.jobids[name] = (ZODB.utils.u64(oid), dbname)
+                try:
+                    dispatcher._run_job(conn, tm, oid, dbname, info)
+                finally:
+                    self.jobids.pop(name, None)
+                    tm.abort()
+                    dispatcher._worker_free()
+        finally:
+            local._set(dispatcher=None, agent_name=None, job=None)
+            try:
+                tm.abort()
+                conn.close()
+            except Exception:
+                log.exception('error closing a worker connection')
+
+
+class Dispatcher:
+    """Runs the jobs of every queue in a database, in worker threads.
+
+    ``Dispatcher(db, reactor=None, poll_interval=5, uuid=None)``: with no
+    reactor, ``start()`` makes a private one and runs it in a daemon
+    thread; with a reactor, call ``activate()`` and run the reactor
+    yourself.  ``agents`` maps agent names to sizes: the agents the
+    dispatcher creates in each queue it joins that has none for it yet.
+    ``ping_interval`` and ``ping_death_interval`` (seconds), when given,
+    are set on this dispatcher's agents collection in each queue.
+    """
+
+    STOPPED = 'STOPPED'
+    STARTING = 'STARTING'
+    RUNNING = 'RUNNING'
+    STUCK = 'STUCK'
+
+    #: How long ``stop()`` waits for running jobs before giving up on them.
+    stop_timeout = 10.0
+
+    def __init__(self, db, reactor=None, poll_interval=5, uuid=None,
+                 jobs_size=200, polls_size=400, agents=None,
+                 ping_interval=None, ping_death_interval=None):
+        if uuid is None:
+            uuid = _default_uuid()
+        with _registry_lock:
+            if uuid in _dispatchers:
+                raise ValueError(
+                    'dispatcher for this UUID is already registered')
+            _dispatchers[uuid] = self
+        self.db = db
+        self.UUID = uuid
+        self.reactor = reactor
+        self.poll_interval = poll_interval
+        self.agents = {'main': 3} if agents is None else dict(agents)
+        self.ping_interval = ping_interval
+        self.ping_death_interval = ping_death_interval
+        self.activated = False
+        self.conn = None
+        self.thread = None
+        self.queues = {}      # queue name -> {agent name: AgentThreadPool}
+        self.dead_pools = []
+        self._activated = set()   # oids of the queues we are activated in
+        self.polls = collections.deque(maxlen=polls_size)
+        self.jobs = collections.OrderedDict()
+        self.jobs_size = jobs_size
+        self._poll_call = None
+        self._polling = False
+        self._wake_pending = False
+        self._watcher = None
+        self._stopping = False
+        self._stopped = threading.Event()
+        self._poll_count = 0
+        self._pool_size_added = 0
+
+    def __repr__(self):
+        return '<%s %s>' % (type(self).__name__, self.UUID)
+
+    # -- life cycle ------------------------------------------------------------
+
+    def start(self):
+        """Run on a private reactor in a daemon thread; return self.
+
+        Returns once the reactor runs; the first poll follows at once.
+        """
+        if self.reactor is not None:
+            raise ValueError('this dispatcher uses a reactor of the '
+                             "application's: call activate() instead")
+        from twisted.internet.selectreactor import SelectReactor
+        self.reactor = SelectReactor()
+        running = threading.Event()
+        self.reactor.callWhenRunning(running.set)
+        self.activate()
+        self.thread = threading.Thread(
+            target=self.reactor.run, kwargs={'installSignalHandlers': False},
+            name='zc.async dispatcher %s' % (self.UUID,), daemon=True)
+        self.thread.start()
+        if not running.wait(10):
+            raise RuntimeError('the dispatcher reactor did not start')
+        return self
+
+    def activate(self):
+        """Start polling once the reactor runs."""
+        if self.activated:
+            raise ValueError('already activated')
+        if self.reactor is None:
+            raise ValueError('no reactor: call start() instead')
+        log.info('attempting to activate dispatcher %s', self.UUID)
+        self.activated = _naive_utcnow()
+        self.polls.clear()
+        self.jobs.clear()
+        self._stopping = False
+        self._stopped.clear()
+        self._grow_db_pool(1)
+        self.conn = self.db.open(
+            transaction_manager=transaction.TransactionManager())
+        self._watcher = _InvalidationWatcher(self.db, self._wake_threadsafe)
+        self.reactor.callWhenRunning(self._poll_now)
+        self.reactor.addSystemEventTrigger(
+            'before', 'shutdown', self._shutdown_trigger)
+
+    def _shutdown_trigger(self):
+        if self.activated:
+            self.deactivate()
+
+    def deactivate(self):
+        """Stop polling, let running jobs finish, and leave every queue.
+
+        Must run in the reactor thread (``stop()`` arranges that).  Jobs
+        still running after ``stop_timeout`` seconds are left to the
+        clean-up of a later activation or of a sibling.
+        """
+        if not self.activated:
+            raise ValueError('not activated')
+        self.activated = None     # deactivation in progress
+        self._stopping = True
+        try:
+            if self._poll_call is not None and self._poll_call.active():
+                self._poll_call.cancel()
+            if self._watcher is not None:
+                self._watcher.uninstall()
+            pools = [pool for agents in self.queues.values()
+                     for pool in agents.values()]
+            for pool in pools:
+                pool.drain()
+                pool.stop()
+            deadline = time.monotonic() + self.stop_timeout
+            for pool in pools:
+                for thread in pool.threads:
+                    thread.join(max(0, deadline - time.monotonic()))
+            self._leave_queues()
+            for agents in self.queues.values():
+                self.dead_pools.extend(agents.values())
+            self.queues.clear()
+            self._activated.clear()
+        finally:
+            self.activated = False
+            try:
+                if self.conn is not None:
+                    self.conn.transaction_manager.abort()
+                    self.conn.close()
+            except Exception:
+                log.exception('error closing the dispatcher connection')
+            self.conn = None
+            self._stopped.set()
+        self._grow_db_pool(-self._pool_size_added)
+        log.info('deactivated dispatcher %s', self.UUID)
+
+    def _grow_db_pool(self, delta):
+        # Worker threads and the poll each hold a connection for good.
+        self._pool_size_added += delta
+        self.db.setPoolSize(self.db.getPoolSize() + delta)
+
+    def _leave_queues(self):
+        tm = self.conn.transaction_manager
+        for attempt in range(5):
+            try:
+                tm.begin()
+                queues = self.conn.root().get(interfaces.KEY)
+                if queues is not None:
+                    for queue in queues.values():
+                        da = queue.dispatchers.get(self.UUID)
+                        if da is not None and da.activated:
+                            da.deactivate()
+                tm.commit()
+                return
+            except zc.twist.TransactionError:
+                tm.abort()
+            except Exception:
+                tm.abort()
+                log.exception('error deactivating dispatcher %s', self.UUID)
+                return
+        log.critical('could not deactivate dispatcher %s: five transaction '
+                     'errors', self.UUID)
+
+    def stop(self, timeout=30):
+        """Deactivate, stop the private reactor and wait for it.
+
+        Harmless on a dispatcher that is already stopped.
+        """
+        reactor, thread = self.reactor, self.thread
+        if thread is not None and thread.is_alive():
+            reactor.callFromThread(reactor.stop)
+            thread.join(timeout)
+            if thread.is_alive():
+                raise RuntimeError('dispatcher %s did not stop within %s s'
+                                   % (self.UUID, timeout))
+        elif self.activated and reactor is not None:
+            reactor.callFromThread(self._shutdown_trigger)
+            self._stopped.wait(timeout)
+        with _registry_lock:
+            if _dispatchers.get(self.UUID) is self:
+                del _dispatchers[self.UUID]
+
+    # -- polling ---------------------------------------------------------------
+
+    def _wake_threadsafe(self):
+        if self._wake_pending or self._stopping:
+            return
+        self._wake_pending = True
+        try:
+            self.reactor.callFromThread(self._poll_now)
+        except Exception:
+            self._wake_pending = False
+
+    def _worker_free(self):
+        """A worker finished a job: claim more without waiting for a poll."""
+        self._wake_threadsafe()
+
+    def _poll_now(self):
+        self._wake_pending = False
+        if not self.activated or self._polling:
+            return
+        if self._poll_call is not None and self._poll_call.active():
+            self._poll_call.cancel()
+        self._polling = True
+        try:
+            self.poll()
+        finally:
+            self._polling = False
+            if self.activated:
+                self._poll_call = self.reactor.callLater(
+                    self.poll_interval, self._poll_now)
+
+    def poll(self):
+        """One poll: join the queues, ping, claim jobs; return its record."""
+        poll_info = PollInfo()
+        tm = self.conn.transaction_manager
+        try:
+            for attempt in range(5):
+                try:
+                    tm.begin()
+                    handed = self._poll_once(poll_info)
+                    tm.commit()
+                except zc.twist.TransactionError as exc:
+                    tm.abort()
+                    poll_info.clear()
+                    if isinstance(exc, zc.twist.ClientDisconnected):
+                        poll_info['error'] = zc.twist.Failure()
+                        break
+                    continue
+                except Exception:
+                    tm.abort()
+                    log.exception('poll error in dispatcher %s', self.UUID)
+                    poll_info['error'] = zc.twist.Failure()
+                    break
+                for pool, item in handed:
+                    pool.put(item)
+                break
+        finally:
+            tm.abort()
+            self._poll_count += 1
+            poll_info.key = self._poll_count
+            self.polls.appendleft(poll_info)
+            if len(self.polls) < 2 or self.polls[1] != poll_info:
+                tracelog.debug('poll %s: %r', poll_info.key, poll_info)
+        return poll_info
+
+    def _poll_once(self, poll_info):
+        """The work of a poll inside its transaction; returns the handovers.
+
+        Jobs are handed to worker threads only once the claims commit.
+        """
+        handed = []
+        queues = self.conn.root().get(interfaces.KEY)
+        if queues is None:
+            return handed
+        watched = set()
+        for queue_name, queue in queues.items():
+            poll_info[queue_name] = None
+            da = self._join(queue)
+            watched.add(queue._p_oid)
+            length = getattr(queue, '_length', None)
+            if length is not None and length._p_oid is not None:
+                watched.add(length._p_oid)
+            if da is None:
+                continue
+            queue.dispatchers.ping(self.UUID)
+            agents_info = poll_info[queue_name] = {}
+            pools = self.queues.setdefault(queue_name, {})
+            for agent_name, agent in da.items():
+                info = agents_info[agent_name] = {
+                    'size': None, 'len': None, 'error': None,
+                    'new jobs': [], 'active jobs': []}
+                try:
+                    size = agent.size
+                    info['size'] = size
+                    info['active jobs'] = [getId(j) for j in agent]
+                except Exception:
+                    info['error'] = zc.twist.Failure()
+                    continue
+                pool = pools.get(agent_name)
+                if pool is None:
+                    pool = pools[agent_name] = AgentThreadPool(
+                        self, queue_name, agent_name)
+                if pool.getSize() != size:
+                    self._grow_db_pool(pool.setSize(size))
+                while True:
+                    job = agent.claimJob()
+                    if job is None:
+                        break
+                    if job._p_oid is None:
+                        self.conn.add(job)
+                    job_id = getId(job)
+                    job_info = self._new_job_info(job, queue_name,
+                                                  agent_name)
+                    info['new jobs'].append(job_id)
+                    handed.append((pool, (job._p_oid, job_id[1], job_info)))
+                info['len'] = len(agent)
+            for agent_name in list(pools):
+                if agent_name not in da:
+                    pool = pools.pop(agent_name)
+                    self._grow_db_pool(-pool.getSize())
+                    pool.stop()
+                    self.dead_pools.append(pool)
+        if self._watcher is not None:
+            self._watcher.oids = frozenset(watched)
+        return handed
+
+    def _join(self, queue):
+        """Register and activate in ``queue``; return the agents or None."""
+        da = queue.dispatchers.get(self.UUID)
+        if da is None:
+            da = queue.dispatchers.register(self.UUID)
+        if queue._p_oid not in self._activated:
+            if self.ping_interval is not None:
+                da.ping_interval = datetime.timedelta(
+                    seconds=self.ping_interval)
+            if self.ping_death_interval is not None:
+                da.ping_death_interval = datetime.timedelta(
+                    seconds=self.ping_death_interval)
+            if da.activated:
+                if da.dead:
+                    da.deactivate()
+                else:
+                    log.error(
+                        'UUID %s already activated in queue %s (oid %d): '
+                        'another process?  (To stop poll attempts in this '
+                        'process, stop its dispatcher.  To stop polls '
+                        "permanently, don't start a dispatcher!)",
+                        self.UUID, queue.name, ZODB.utils.u64(queue._p_oid))
+                    return None
+            for agent_name, size in self.agents.items():
+                if agent_name not in da:
+                    from zc.asynchronous.agent import Agent
+                    da[agent_name] = Agent(size=size)
+            da.activate()
+            self._activated.add(queue._p_oid)
+        return da
+
+    def _new_job_info(self, job, queue_name, agent_name):
+        info = {
+            'result': None, 'failed': False, 'agent': agent_name,
+            'queue': queue_name, 'poll id': self._poll_count + 1,
+            'quota names': job.quota_names, 'call': repr(job),
+            'started': None, 'completed': None, 'thread': None,
+            'reassigned': False,
+        }
+        self.jobs[getId(job)] = info
+        while len(self.jobs) > self.jobs_size:
+            self.jobs.popitem(last=False)
+        return info
+
+    # -- running a job (in a worker thread) ------------------------------------
+
+    def _run_job(self, conn, tm, oid, dbname, info):
+        info['thread'] = threading.get_ident()
+        info['started'] = _naive_utcnow()
+        tracelog.info('starting in thread %s: %s', info['thread'],
+                      info['call'])
+        backoff = None
+        while True:
+            try:
+                tm.begin()
+                jar = conn
+                if dbname and dbname != conn.db().database_name:
+                    jar = conn.get_connection(dbname)
+                job = jar.get(oid)
+                jar.setstate(job)
+                result = self._call_job(job, tm)
+                break
+            except zc.twist.ClientDisconnected:
+                tm.abort()
+                from zc.asynchronous.job import _wait_for_storage
+                backoff = _wait_for_storage(conn, backoff)
+                if not self.activated:
+                    return
+            except zc.twist.TransactionError:
+                tm.abort()
+                time.sleep(0.01)
+            except Exception:
+                tm.abort()
+                log.critical('unexpected error running job %r',
+                             info['call'], exc_info=True)
+                info['failed'] = True
+                info['result'] = zc.twist.Failure().getTraceback()
+                info['completed'] = _naive_utcnow()
+                return
+        if isinstance(result, zc.twist.Failure):
+            info['failed'] = True
+            text = result.getTraceback()
+            log.error('%s failed in thread %s with traceback:\n%s',
+                      info['call'], info['thread'], text)
+        else:
+            text = repr(result)
+            tracelog.info('%s succeeded in thread %s with result: %s',
+                          info['call'], info['thread'], text)
+        if len(text) > 10000:
+            text = text[:10000] + '\n[...TRUNCATED...]'
+        info['result'] = text
+        info['completed'] = _naive_utcnow()
+
+    def _call_job(self, job, tm):
+        try:
+            return job()
+        except interfaces.BadStatusError:
+            log.error('job already completed? %r', job, exc_info=True)
+            tm.abort()
+            status = job.status
+            if status == interfaces.CALLBACKS:
+                job.resumeCallbacks()
+            elif status == interfaces.COMPLETED:
+                agent = job.parent
+                if interfaces.IAgent.providedBy(agent) and job in list(agent):
+                    agent.jobCompleted(job)
+                    tm.commit()
+            elif status in (interfaces.ACTIVE, interfaces.NEW,
+                            interfaces.ASSIGNED):
+                job.fail()
+            return job.result
+
+    # -- introspection ---------------------------------------------------------
+
+    def getStatusInfo(self):
+        last = self.polls[0] if self.polls else None
+        status = self.STOPPED
+        since = None
+        if self.activated:
+            if last is None:
+                status = self.STARTING
+            else:
+                since = _naive_utcnow() - last.utc_timestamp
+                overdue = since > datetime.timedelta(
+                    seconds=self.poll_interval * 2 + 5)
+                status = self.STUCK if overdue else self.RUNNING
+        uptime = None
+        if self.activated:
+            uptime = _naive_utcnow() - self.activated
+        return {
+            'uuid': self.UUID,
+            'poll interval': datetime.timedelta(seconds=self.poll_interval),
+            'status': status,
+            'time since last poll': since,
+            'uptime': uptime,
+        }
+
+    def getJobInfo(self, oid, database_name=None):
+        if database_name is None:
+            matches = [key for key in self.jobs if key[0] == oid]
+            if len(matches) > 1:
+                raise ValueError('ambiguous database name')
+            if not matches:
+                raise ValueError('no job %r in the history' % (oid,))
+            return self.jobs[matches[0]]
+        return self.jobs[(oid, database_name)]
+
+    def getActiveJobIds(self, queue=None, agent=None):
+        """Ids of the jobs worker threads hold right now."""
+        ids = []
+        for queue_name, pools in self.queues.items():
+            if queue is not None and queue_name != queue:
+                continue
+            for agent_name, pool in pools.items():
+                if agent is not None and agent_name != agent:
+                    continue
+                ids.extend(pool.jobids.values())
+        return sorted(ids)
+
+    def getPollInfo(self, at=None, before=None):
+        if at is not None and before is not None:
+            raise ValueError('may only provide one of `at` and `before`')
+        for poll in self.polls:
+            if at is None and before is None:
+                return poll
+            if at is not None and (poll.key == at or (
+                    isinstance(at, datetime.datetime)
+                    and poll.utc_timestamp <= at)):
+                return poll
+            if before is not None and (
+                    (isinstance(before, int) and poll.key < before)
+                    or (isinstance(before, datetime.datetime)
+                        and poll.utc_timestamp < before)):
+                return poll
+        raise ValueError('no poll matches')
+
+    def iterPolls(self, at=None, before=None, since=None, count=None):
+        polls = list(self.polls)
+        if at is not None or before is not None:
+            start = self.getPollInfo(at=at, before=before)
+            polls = polls[polls.index(start):]
+        if since is not None:
+            polls = [p for p in polls if p.utc_timestamp >= since]
+        if count is not None:
+            polls = polls[:count]
+        return iter(polls)
+
+    def getStatistics(self, queue=None, agent=None):
+        """Counts and extremes over the jobs in the in-memory history."""
+        started = successful = failed = active = 0
+        durations = []
+        for job_id, info in self.jobs.items():
+            if queue is not None and info['queue'] != queue:
+                continue
+            if agent is not None and info['agent'] != agent:
+                continue
+            if info['started'] is None:
+                continue
+            started += 1
+            if info['completed'] is None:
+                active += 1
+                continue
+            if info['failed']:
+                failed += 1
+            else:
+                successful += 1
+            durations.append((info['completed'] - info['started'], job_id,
+                              info['failed']))
+        ok = sorted((d, i) for d, i, f in durations if not f)
+        bad = sorted((d, i) for d, i, f in durations if f)
+        return {
+            'started': started,
+            'successful': successful,
+            'failed': failed,
+            'active': active,
+            'shortest successful': ok[0] if ok else None,
+            'longest successful': ok[-1] if ok else None,
+            'shortest failed': bad[0] if bad else None,
+            'longest failed': bad[-1] if bad else None,
+            'statistics start': (self.polls[-1].utc_timestamp
+                                 if self.polls else None),
+            'statistics end': (self.polls[0].utc_timestamp
+                               if self.polls else None),
+        }
+
+
+class PollInfo(dict):
+    """What one poll saw, by queue and agent, with its key and time."""
+
+    key = None
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.utc_timestamp = _naive_utcnow()

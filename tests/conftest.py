@@ -1,0 +1,71 @@
+"""Shared fixtures: databases, the component registry, a clean cwd."""
+import os
+
+import pytest
+import transaction
+import ZODB
+import ZODB.FileStorage
+import ZODB.MappingStorage
+import zope.component.testing
+
+
+@pytest.fixture(autouse=True)
+def _isolated(tmp_path, monkeypatch):
+    """Every test runs in its own folder, with a clean component registry.
+
+    The instance UUID file goes into that folder too, so no test writes
+    into the checkout.
+    """
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv('ZC_ASYNC_UUID', str(tmp_path / 'uuid.txt'))
+    transaction.abort()
+    zope.component.testing.setUp()
+    yield
+    transaction.abort()
+    zope.component.testing.tearDown()
+
+
+@pytest.fixture
+def configured():
+    """The adapters of ``zc.asynchronous.configure.base()``."""
+    import zc.asynchronous.configure
+    zc.asynchronous.configure.base()
+
+
+@pytest.fixture
+def db(configured):
+    """An in-memory database (MappingStorage), closed at the end."""
+    database = ZODB.MappingStorage.DB()
+    yield database
+    database.close()
+
+
+@pytest.fixture
+def filedb(configured, tmp_path):
+    """A FileStorage database in the test's folder, closed at the end."""
+    path = str(tmp_path / 'Data.fs')
+    database = ZODB.DB(ZODB.FileStorage.FileStorage(path))
+    database.path = path
+    yield database
+    database.close()
+
+
+@pytest.fixture
+def conn(db):
+    """A connection with its own transaction manager."""
+    connection = db.open(transaction_manager=transaction.TransactionManager())
+    yield connection
+    connection.transaction_manager.abort()
+    connection.close()
+
+
+def fake_module(name):
+    """A module whose namespace is a dict, so that doctest globals pickle."""
+    import sys
+    import types
+    module = types.ModuleType(name)
+    sys.modules[name] = module
+    return module
+
+
+__all__ = ['fake_module', 'os']
