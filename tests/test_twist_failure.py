@@ -125,8 +125,8 @@ def test_frames_are_plain_data():
 def test_captured_locals_are_short_reprs():
     def with_locals():
         text = 'y' * 200
-        number = 12345
-        obj = object()
+        number = 12345  # noqa: F841
+        obj = object()  # noqa: F841
         raise KeyError(text)
 
     failure = make(with_locals, captureVars=True)
@@ -314,7 +314,7 @@ def test_sanitize_keeps_zc_twist_failures():
 
 def test_sanitize_with_captured_vars():
     def with_locals():
-        secret = 'z' * 50
+        secret = 'z' * 50  # noqa: F841
         raise KeyError('k')
     plain = make(with_locals, twisted.python.failure.Failure,
                  captureVars=True)
@@ -326,7 +326,7 @@ def test_sanitize_with_captured_vars():
 def test_sanitize_unpickled_twisted_failure_keeps_its_reprs():
     # An unpickled Twisted failure holds reprs already: not repr'd again.
     def with_locals():
-        word = 'abc'
+        word = 'abc'  # noqa: F841
         raise KeyError('k')
     plain = make(with_locals, twisted.python.failure.Failure,
                  captureVars=True)
