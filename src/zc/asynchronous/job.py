@@ -130,6 +130,32 @@ def _wait_for_storage(connection, backoff):
     return backoff
 
 
+def _find_global(module, name):
+    """The global ``module.name``, or ZODB's Broken stand-in for it."""
+    return ZODB.broken.find_global(module, name)
+
+
+class _GlobalName:
+    """Pickles as a lookup of a global that could not be imported.
+
+    A job whose callable's module is missing in this process loads with a
+    Broken class in its place, which cannot be pickled again; this keeps
+    the name instead, so that the job can still be stored (failed, put
+    back) and runs in a process that has the module.
+    """
+
+    def __init__(self, module, name):
+        self.module = module
+        self.name = name
+
+    def __reduce__(self):
+        return _find_global, (self.module, self.name)
+
+
+def _is_broken(obj):
+    return isinstance(obj, type) and issubclass(obj, ZODB.broken.Broken)
+
+
 def as_job(obj):
     """``obj`` as an IJob: a job as it is, a callable adapted or wrapped."""
     if interfaces.IJob.providedBy(obj):
@@ -173,6 +199,15 @@ class Job(utils.Base):
         self.kwargs = persistent.mapping.PersistentMapping(kwargs)
         self.callbacks = zc.queue.PersistentQueue()
         self.annotations = BTrees.OOBTree.OOBTree()
+
+    def __getstate__(self):
+        state = super().__getstate__()
+        root = state.get('_callable_root')
+        if _is_broken(root):
+            state = dict(state)
+            state['_callable_root'] = _GlobalName(
+                root.__module__, root.__name__)
+        return state
 
     @classmethod
     def bind(klass, *args, **kwargs):
@@ -267,7 +302,9 @@ class Job(utils.Base):
             if not isinstance(value, datetime.datetime):
                 raise TypeError('begin_after must be a datetime, not %r'
                                 % (value,))
-            if value.tzinfo is None:
+            # Naive also means a tzinfo whose utcoffset() is None;
+            # astimezone() would silently take such a value as local time.
+            if value.tzinfo is None or value.utcoffset() is None:
                 raise ValueError('cannot use timezone-naive values')
             value = value.astimezone(utils.pytz.UTC)
         self._begin_after = value
@@ -360,7 +397,11 @@ class Job(utils.Base):
     def _transaction_manager(self):
         tm = transaction.interfaces.ITransactionManager(self, None)
         if tm is None:
-            tm = zc.twist.transactionManager(self)
+            # No adapter registered (configure.base() not called): find the
+            # connection directly, through __parent__ if need be.
+            conn = zc.twist.connection(self)
+            if conn is not None:
+                tm = conn.transaction_manager
         if tm is None:
             raise ValueError(
                 '%r belongs to no database connection: store it (or give it '
@@ -402,7 +443,7 @@ class Job(utils.Base):
 
     def _check_callable(self):
         root = self._callable_root
-        if isinstance(root, type) and issubclass(root, ZODB.broken.Broken):
+        if _is_broken(root):
             raise ImportError(
                 'cannot import the callable of this job: %s.%s'
                 % (root.__module__, root.__name__))

@@ -1,0 +1,111 @@
+"""Dispatchers in real processes, sharing a database through ZEO.
+
+A ZEO server and two dispatcher processes are started on 127.0.0.1; this
+process puts the jobs and reads the side effects back.  Every process is
+killed by its pid at the end, whatever happens.
+"""
+import time
+
+import pytest
+import transaction
+import ZEO.ClientStorage
+import ZODB
+
+import zc.asynchronous.configure
+from zc.asynchronous import interfaces
+from zc.asynchronous.job import Job
+from zc.asynchronous.queue import getDefaultQueue
+from zc.asynchronous.testing import wait_for_result
+
+from support import jobfuncs
+from support.processes import Processes, wait_until
+
+
+@pytest.fixture
+def procs(tmp_path):
+    processes = Processes(tmp_path)
+    yield processes
+    processes.stop_all()
+
+
+@pytest.fixture
+def client(procs, configured):
+    addr = procs.start_zeo()
+    db = ZODB.DB(ZEO.ClientStorage.ClientStorage(addr, wait_timeout=20))
+    zc.asynchronous.configure.install_queues(db)
+    tm = transaction.TransactionManager()
+    conn = db.open(transaction_manager=tm)
+    conn.root()['runs'] = jobfuncs.make_runs_tree()
+    tm.commit()
+    yield addr, db, conn, tm
+    tm.abort()
+    conn.close()
+    db.close()
+
+
+def _sync(tm):
+    tm.begin()
+
+
+def test_500_jobs_from_a_third_process_each_run_exactly_once(procs, client):
+    addr, db, conn, tm = client
+    first = procs.start_dispatcher(addr, 'one')
+    second = procs.start_dispatcher(addr, 'two')
+    queue = getDefaultQueue(conn)
+    jobs = []
+    for n in range(500):
+        jobs.append(queue.put(Job(jobfuncs.record, n)))
+        if n % 50 == 49:
+            tm.commit()
+    tm.commit()
+
+    runs = conn.root()['runs']
+
+    def all_ran():
+        _sync(tm)
+        return len(runs) == 500
+    wait_until(all_ran, 90, 'not every job ran')
+    for job in jobs:
+        assert wait_for_result(job, 30) == job.args[0]
+    assert sorted(runs.keys()) == list(range(500))
+    assert all(len(uuids) == 1 for uuids in runs.values())
+    # Both processes did some of the work.
+    workers = {uuids[0] for uuids in runs.values()}
+    assert workers == {first.uuid, second.uuid}
+    assert len(queue) == 0
+
+
+def test_a_killed_dispatchers_job_is_failed_and_the_rest_finish(
+        procs, client):
+    addr, db, conn, tm = client
+    victim = procs.start_dispatcher(addr, 'victim')
+    queue = getDefaultQueue(conn)
+    long_job = queue.put(Job(jobfuncs.long_running, 120))
+    long_job.addCallbacks(failure=Job(jobfuncs.note_failure))
+    tm.commit()
+
+    def started():
+        _sync(tm)
+        return long_job.annotations.get('started')
+    assert wait_until(started, 30, 'long job never started') == victim.uuid
+    assert long_job.status == interfaces.ACTIVE
+
+    survivor = procs.start_dispatcher(addr, 'survivor')
+    rest = [queue.put(Job(jobfuncs.record, n)) for n in range(20)]
+    tm.commit()
+    procs.kill(victim)           # SIGKILL: no chance to clean up
+    killed_at = time.monotonic()
+
+    result = wait_for_result(long_job, 60)
+    assert isinstance(result.value, interfaces.AbortedError)
+    assert 'AbortedError' in conn.root()['failure seen']
+    for job in rest:
+        wait_for_result(job, 60)
+    _sync(tm)
+    runs = conn.root()['runs']
+    assert sorted(runs.keys()) == list(range(20))
+    assert {uuids for uuids in runs.values()} == {(survivor.uuid,)}
+    # Detection took about the death interval, not the 120 s of the job.
+    assert time.monotonic() - killed_at < 60
+    da = queue.dispatchers[__import__('uuid').UUID(victim.uuid)]
+    assert not da.activated
