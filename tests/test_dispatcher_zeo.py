@@ -109,3 +109,24 @@ def test_a_killed_dispatchers_job_is_failed_and_the_rest_finish(
     assert time.monotonic() - killed_at < 60
     da = queue.dispatchers[__import__('uuid').UUID(victim.uuid)]
     assert not da.activated
+
+
+def test_a_zeo_disconnect_pauses_the_dispatcher_until_the_server_is_back(
+        procs, client):
+    addr, db, conn, tm = client
+    worker = procs.start_dispatcher(addr, 'worker')
+    queue = getDefaultQueue(conn)
+    first = queue.put(Job(jobfuncs.record, 1))
+    tm.commit()
+    assert wait_for_result(first, 30) == 1
+
+    procs.kill(procs.zeo)                    # the server goes away
+    time.sleep(1)
+    assert worker.poll() is None             # the dispatcher lives on
+    procs.start_zeo(port=addr[1])            # and comes back on its port
+    wait_until(lambda: db.storage.is_connected(), 30, 'client never came back')
+    for attempt in tm.attempts(10):
+        with attempt:
+            second = queue.put(Job(jobfuncs.record, 2))
+    assert wait_for_result(second, 60) == 2
+    assert worker.poll() is None

@@ -14,7 +14,8 @@ HERE = pathlib.Path(__file__).resolve().parent
 
 ZEO_SERVER = r'''
 import sys, ZEO
-addr, stop = ZEO.server(path=sys.argv[1], port=0)  # binds 127.0.0.1
+port = int(sys.argv[2]) if len(sys.argv) > 2 else 0
+addr, stop = ZEO.server(path=sys.argv[1], port=port)  # binds 127.0.0.1
 print(addr[1], flush=True)
 sys.stdin.read()
 stop()
@@ -35,13 +36,18 @@ class Processes:
         env.update(extra)
         return env
 
-    def start_zeo(self, name='Data.fs', timeout=20):
-        """Start a ZEO server on a free port; return ``('127.0.0.1', port)``."""
+    def start_zeo(self, name='Data.fs', timeout=20, port=0):
+        """Start a ZEO server (on a free port by default).
+
+        Returns ``('127.0.0.1', port)``; the process is ``self.zeo``.
+        """
         proc = subprocess.Popen(
-            [sys.executable, '-c', ZEO_SERVER, str(self.folder / name)],
+            [sys.executable, '-c', ZEO_SERVER, str(self.folder / name),
+             str(port)],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
             cwd=self.folder, env=self.env())
         self.procs.append(proc)
+        self.zeo = proc
         line = _readline(proc, timeout)
         return ('127.0.0.1', int(line))
 

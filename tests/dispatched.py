@@ -1,0 +1,41 @@
+"""Job callables for the in-process dispatcher tests (importable by name)."""
+import threading
+import time
+
+from zc.asynchronous import local
+
+events = {}
+
+
+def add(a, b):
+    return a + b
+
+
+def fail():
+    raise RuntimeError('this job fails')
+
+
+def unpicklable():
+    return threading.Lock()
+
+
+def whoami():
+    job = local.getJob()
+    return (job._p_oid is not None, local.getDispatcher() is not None,
+            local.getAgentName())
+
+
+def report_progress():
+    local.setLiveAnnotation('progress', 'halfway')
+    seen_locally = 'progress' in local.getJob().annotations
+    return ('halfway', seen_locally,
+            local.getLiveAnnotation('progress', timeout=1))
+
+
+def wait_for_event(name, seconds=10):
+    events.setdefault(name, threading.Event()).wait(seconds)
+    return name
+
+
+def started_at():
+    return time.time()

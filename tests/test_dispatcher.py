@@ -1,0 +1,221 @@
+"""The dispatcher in this process: running, faults, recovery, introspection."""
+import datetime
+import sys
+import time
+import types
+
+import pytest
+import transaction
+import ZODB
+import ZODB.FileStorage
+
+import zc.asynchronous.configure
+import zc.asynchronous.dispatcher
+from zc.asynchronous import interfaces
+from zc.asynchronous.job import Job
+from zc.asynchronous.queue import getDefaultQueue
+from zc.asynchronous.testing import (
+    wait_for_deactivation, wait_for_poll, wait_for_result, wait_for_start)
+
+import dispatched
+
+UUID = __import__('uuid').UUID('d10f43dc-ffdf-11dc-abd4-0017f2c49bdd')
+
+
+@pytest.fixture(autouse=True)
+def _no_dispatcher_left():
+    yield
+    for leftover in list(zc.asynchronous.dispatcher._dispatchers.values()):
+        leftover.stop()
+    zc.asynchronous.dispatcher.clear()
+
+
+@pytest.fixture
+def database(tmp_path, configured):
+    db = ZODB.DB(ZODB.FileStorage.FileStorage(str(tmp_path / 'Data.fs')))
+    yield db
+    db.close()
+
+
+@pytest.fixture
+def dispatcher(database):
+    started = zc.asynchronous.configure.start(
+        database, poll_interval=30, uuid=UUID)
+    wait_for_poll(started)
+    yield started
+    started.stop()
+    zc.asynchronous.dispatcher.clear()
+
+
+@pytest.fixture
+def session(database):
+    zc.asynchronous.configure.install_queues(database)
+    tm = transaction.TransactionManager()
+    conn = database.open(transaction_manager=tm)
+    yield conn, tm, getDefaultQueue(conn)
+    tm.abort()
+    conn.close()
+
+
+def put(session, *args, **kwargs):
+    """Put a job as an application would: retrying conflicts."""
+    conn, tm, queue = session
+    for attempt in tm.attempts(10):
+        with attempt:
+            job = queue.put(Job(*args, **kwargs))
+    return job
+
+
+def test_a_put_job_runs_and_its_result_is_stored(dispatcher, session):
+    job = put(session, dispatched.add, 40, 2)
+    assert wait_for_result(job) == 42
+    assert job.status == interfaces.COMPLETED
+    assert job.active_start <= job.active_end
+    assert len(session[2]) == 0
+    # The job ended in its agent's completed collection.
+    agent = session[2].dispatchers[UUID]['main']
+    assert job in list(agent.completed)
+
+
+def test_a_new_job_starts_long_before_the_poll_interval(dispatcher, session):
+    # The poll interval is 30 s: only the invalidation wake-up explains
+    # a start within a few seconds.
+    put_at = time.time()
+    job = put(session, dispatched.started_at)
+    started = wait_for_result(job, 10)
+    assert started - put_at < 5
+
+
+def test_a_failing_job_keeps_a_failure_and_the_dispatcher_goes_on(
+        dispatcher, session):
+    job = put(session, dispatched.fail)
+    failure = wait_for_result(job)
+    assert isinstance(failure, zc.twist.Failure)
+    assert 'this job fails' in failure.getTraceback()
+    assert wait_for_result(put(session, dispatched.add, 1, 1)) == 2
+    info = dispatcher.getJobInfo(*zc.asynchronous.dispatcher.getId(job))
+    assert info['failed'] and 'RuntimeError' in info['result']
+
+
+def test_a_callable_that_cannot_be_imported_fails_clearly(
+        database, session):
+    conn, tm, queue = session
+    module = types.ModuleType('vanishing')
+    exec('def work():\n    return 1\n', module.__dict__)
+    sys.modules['vanishing'] = module
+    try:
+        job = queue.put(Job(module.work))
+        tm.commit()
+    finally:
+        del sys.modules['vanishing']
+    # The dispatcher's connections load the job without its module.
+    dispatcher = zc.asynchronous.configure.start(
+        database, poll_interval=30, uuid=UUID)
+    try:
+        failure = wait_for_result(job)
+        assert isinstance(failure.value, ImportError), failure
+        assert 'vanishing.work' in str(failure.value)
+        assert wait_for_result(put(session, dispatched.add, 2, 2)) == 4
+    finally:
+        dispatcher.stop()
+
+
+def test_an_unpicklable_result_becomes_a_failure(dispatcher, session):
+    job = put(session, dispatched.unpicklable)
+    failure = wait_for_result(job)
+    assert isinstance(failure, zc.twist.Failure)
+    assert 'pickle' in failure.getErrorMessage()
+    assert wait_for_result(put(session, dispatched.add, 3, 3)) == 6
+
+
+def test_a_job_knows_its_dispatcher_and_agent(dispatcher, session):
+    assert wait_for_result(put(session, dispatched.whoami)) == (
+        True, True, 'main')
+
+
+def test_live_annotations_are_seen_by_others_at_once(dispatcher, session):
+    value, seen_locally, read_back = wait_for_result(
+        put(session, dispatched.report_progress))
+    assert (value, seen_locally, read_back) == ('halfway', False, 'halfway')
+
+
+def test_introspection(dispatcher, session):
+    jobs = [put(session, dispatched.add, n, n) for n in range(5)]
+    for job in jobs:
+        wait_for_result(job)
+    stats = dispatcher.getStatistics()
+    assert stats['started'] == 5 == stats['successful']
+    assert stats['failed'] == 0
+    status = dispatcher.getStatusInfo()
+    assert status['status'] == dispatcher.RUNNING
+    assert status['uuid'] == UUID
+    assert dispatcher.getActiveJobIds() == []
+    event = dispatched.events.setdefault('hold', __import__(
+        'threading').Event())
+    held = put(session, dispatched.wait_for_event, 'hold')
+    wait_for_start(held)
+    assert dispatcher.getActiveJobIds() == [
+        zc.asynchronous.dispatcher.getId(held)]
+    event.set()
+    assert wait_for_result(held) == 'hold'
+    assert dispatcher.getPollInfo().key == dispatcher.polls[0].key
+    assert len(dispatcher.polls) <= dispatcher.polls.maxlen
+
+
+def test_stopping_deactivates_and_is_harmless_twice(database, session):
+    dispatcher = zc.asynchronous.configure.start(
+        database, poll_interval=30, uuid=UUID)
+    try:
+        wait_for_poll(dispatcher)
+        session[1].begin()
+        da = session[2].dispatchers[UUID]
+        assert da.activated
+    finally:
+        dispatcher.stop()
+    wait_for_deactivation(dispatcher)
+    dispatcher.stop()
+    session[1].begin()
+    assert not da.activated
+    assert zc.asynchronous.dispatcher.get(UUID) is None
+    # Jobs put now wait: nothing runs them.
+    job = put(session, dispatched.add, 1, 2)
+    time.sleep(0.3)
+    session[1].begin()
+    assert job.status == interfaces.PENDING
+
+
+def test_one_uuid_one_dispatcher(dispatcher, database):
+    with pytest.raises(ValueError, match='already registered'):
+        zc.asynchronous.dispatcher.Dispatcher(database, uuid=UUID)
+
+
+def test_a_restarted_dispatcher_cleans_up_its_previous_life(
+        database, session):
+    conn, tm, queue = session
+    # The previous life: activated, claimed two jobs, started one, died.
+    da = queue.dispatchers.register(UUID)
+    from zc.asynchronous.agent import Agent
+    da['main'] = Agent()
+    da.activate()
+    tm.commit()
+    claimed = queue.put(Job(dispatched.add, 5, 5))
+    running = queue.put(Job(dispatched.add, 6, 6))
+    tm.commit()
+    assert da['main'].claimJob() is claimed
+    assert da['main'].claimJob() is running
+    running._status = interfaces.ACTIVE
+    long_ago = datetime.datetime.now(datetime.timezone.utc) - (
+        datetime.timedelta(hours=1))
+    da.activated = long_ago
+    da.last_ping.value = long_ago
+    tm.commit()
+    assert da.dead
+
+    dispatcher = zc.asynchronous.configure.start(
+        database, poll_interval=30, uuid=UUID)
+    try:
+        assert wait_for_result(claimed) == 10           # put back and run
+        failure = wait_for_result(running)              # failed, not rerun
+        assert isinstance(failure.value, interfaces.AbortedError)
+    finally:
+        dispatcher.stop()
