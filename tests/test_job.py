@@ -743,12 +743,13 @@ def test_repr_before_and_after_storing(conn):
     job = Job(counter.increase, by=2)
     assert repr(job) == (
         '<zc.asynchronous.job.Job (oid ?, db ?) '
-        '``test_job.Counter (oid ?, db ?) :increase(by=2)``>')
+        '``%s.Counter (oid ?, db ?) :increase(by=2)``>' % __name__)
     store(conn, 'job', job)
     assert repr(job) == (
         "<zc.asynchronous.job.Job (oid %d, db 'unnamed') "
-        "``test_job.Counter (oid %d, db 'unnamed') :increase(by=2)``>"
-        % (ZODB.utils.u64(job._p_oid), ZODB.utils.u64(counter._p_oid)))
+        "``%s.Counter (oid %d, db 'unnamed') :increase(by=2)``>"
+        % (ZODB.utils.u64(job._p_oid), __name__,
+           ZODB.utils.u64(counter._p_oid)))
 
 
 def test_repr_never_raises():
@@ -768,8 +769,8 @@ def test_repr_never_loops(conn):
     job.kwargs['me'] = {'again': job}
     text = repr(job)
     assert text.startswith('<zc.asynchronous.job.Job (oid ?, db ?) '
-                           '``test_job.collect(zc.asynchronous.job.Job '
-                           '(oid ?, db ?), [')
+                           '``%s.collect(zc.asynchronous.job.Job '
+                           '(oid ?, db ?), [' % __name__)
     assert len(text) < 2000
     store(conn, 'job', job)
     assert len(repr(job)) < 2000
