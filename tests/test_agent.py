@@ -275,7 +275,7 @@ class TestCompleted:
             assert job.parent is agent
 
     def test_same_instant(self, clock):
-        agent, completed = self.make()
+        _, completed = self.make()
         jobs = [Job(noop, i) for i in range(16)]
         for job in jobs:
             completed.add(job)
@@ -286,7 +286,7 @@ class TestCompleted:
         assert list(completed.iter(T0, T0)) == jobs[::-1]
 
     def test_bounded_by_count(self, clock):
-        agent, completed = self.make(size=20)
+        _, completed = self.make(size=20)
         jobs = []
         for i in range(21):
             job = Job(noop, i)
@@ -300,14 +300,14 @@ class TestCompleted:
         assert len(list(completed)) == len(completed)
 
     def test_default_count_bound(self, clock):
-        agent, completed = self.make()
+        _, completed = self.make()
         assert completed.size == 1000
         for i in range(1001):
             completed.add(Job(noop))
         assert len(completed) == 900
 
     def test_bounded_by_age(self, clock):
-        agent, completed = self.make()
+        _, completed = self.make()
         assert completed.period == datetime.timedelta(days=7)
         old = Job(noop, 'old')
         completed.add(old)

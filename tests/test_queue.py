@@ -22,8 +22,7 @@ from zc.asynchronous.interfaces import (
     ACTIVE, ASSIGNED, CALLBACKS, COMPLETED, NEW, PENDING)
 from zc.asynchronous.job import Job
 from zc.asynchronous.queue import (
-    DispatcherAgents, Dispatchers, Queue, Queues, Quota, Quotas,
-    getDefaultQueue)
+    DispatcherAgents, Queue, Queues, getDefaultQueue)
 
 T0 = datetime.datetime(2006, 8, 10, 15, 44, 22, 211, pytz.UTC)
 UUID1 = uuid.UUID('d10f43dc-ffdf-11dc-abd4-0017f2c49bdd')
@@ -68,8 +67,9 @@ def noop(*args):
     return args
 
 
-def record(result, log=[]):
-    log.append(result)
+def record(result, log=None):
+    if log is not None:
+        log.append(result)
     return result
 
 
@@ -692,6 +692,9 @@ class TestDispatchers:
         assert UUID1 in ds and UUID3 not in ds and 'nonsense' not in ds
         with pytest.raises(KeyError):
             ds[UUID3]
+        with pytest.raises(KeyError):
+            ds['nonsense']
+        assert ds.get('nonsense', 'x') == 'x' and ds.get(str(UUID1)) is d2
         for name in ('__setitem__', '__delitem__', 'pop', 'update'):
             assert not hasattr(ds, name)
 
@@ -901,14 +904,14 @@ class TestCleanUp:
         assert self.calls[0] is jobs['active'].result
 
     def test_activate_cleans_first(self, queue, clock):
-        da, agent, jobs, waiting = self.setup_jobs(queue)
+        da, agent, _, _ = self.setup_jobs(queue)
         da.activated = None  # as after a crash, seen by a new process
         da.activate()
         assert len(agent) == 0 and len(queue) == 4
         assert da.activated == T0
 
     def test_dead_sibling_cleaned_by_ping(self, queue, clock):
-        da, agent, jobs, waiting = self.setup_jobs(queue)
+        da, agent, _, _ = self.setup_jobs(queue)
         make_activated(queue, UUID2)
         clock.advance(seconds=30)
         queue.dispatchers.ping(UUID2)

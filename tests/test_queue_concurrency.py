@@ -12,6 +12,7 @@ that show resolution use FileStorage, and the one that shows its absence
 uses MappingStorage.
 """
 import datetime
+import itertools
 import operator
 import threading
 import time
@@ -263,7 +264,7 @@ def test_four_threads_put_1000_jobs(anydb):
                 queue = get_queue(conn)
                 barrier.wait()
                 for i in range(250):
-                    retry(tm, lambda: queue.put(Job(operator.add, n, i)),
+                    retry(tm, lambda i=i: queue.put(Job(operator.add, n, i)),
                           conflicts)
             finally:
                 tm.abort()
@@ -283,7 +284,7 @@ def test_four_threads_put_1000_jobs(anydb):
     assert len({j._p_oid for j in jobs}) == 1000
     # the threads really overlapped: their jobs interleave in the queue
     origins = [j.args[0] for j in jobs]
-    assert sum(1 for a, b in zip(origins, origins[1:]) if a != b) > 3
+    assert sum(1 for a, b in itertools.pairwise(origins) if a != b) > 3
     # each thread's jobs are still in its put order
     for n in range(4):
         assert [j.args[1] for j in jobs if j.args[0] == n] == list(
@@ -358,7 +359,8 @@ def test_puts_and_claims_at_once(db):
             try:
                 queue = get_queue(conn)
                 for i in range(150):
-                    job = retry(tm, lambda: queue.put(Job(operator.add, n, i)))
+                    job = retry(tm, lambda i=i: queue.put(
+                        Job(operator.add, n, i)))
                     put.append(job._p_oid)
             finally:
                 tm.abort()

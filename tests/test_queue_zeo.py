@@ -7,6 +7,7 @@ client processes put 250 jobs each at once; then two client processes,
 each the agent of its own dispatcher, claim them all at once.  Every wait
 is bounded; the server and the clients are stopped by pid at the end.
 """
+import itertools
 import json
 import os
 import select
@@ -197,7 +198,7 @@ def test_two_processes_put_then_claim(zeo_address, client_script, tmp_path):
         assert len(set(origins)) == 2 and None not in origins
         # the two processes really overlapped: their jobs interleave, and
         # none was lost in the merges the server made
-        switches = sum(1 for a, b in zip(origins, origins[1:]) if a != b)
+        switches = sum(1 for a, b in itertools.pairwise(origins) if a != b)
         assert switches >= 2
 
         start = time.monotonic()

@@ -1,9 +1,10 @@
 """Component registrations, made on request (importing registers nothing).
 
 ``base()`` registers what jobs need: adapters from functions, methods and
-method-wrappers to IJob, and zc.twist's ``connection`` and
-``transactionManager`` adapters.  ``configure.zcml`` does the same for
-Zope applications.
+method-wrappers to IJob, zc.twist's ``connection`` and
+``transactionManager`` adapters, and the IQueue adapters that find the
+default queue of a persistent object or a connection.
+``configure.zcml`` does the same for Zope applications.
 """
 import types
 
@@ -38,11 +39,18 @@ def minimal():
 
 
 def base():
-    """``minimal()`` plus the IPersistent to IConnection adapter."""
+    """``minimal()``, the IConnection adapter and the default-queue adapters.
+    """
     minimal()
     zope.component.provideAdapter(
         zc.twist.connection, adapts=(persistent.interfaces.IPersistent,),
         provides=ZODB.interfaces.IConnection)
+    from zc.asynchronous.queue import getDefaultQueue
+    for required in (persistent.interfaces.IPersistent,
+                     ZODB.interfaces.IConnection):
+        zope.component.provideAdapter(
+            getDefaultQueue, adapts=(required,),
+            provides=interfaces.IQueue)
 
 
 def install_queues(db, names=('',), db_name=None):

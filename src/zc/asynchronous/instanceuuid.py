@@ -63,15 +63,27 @@ def _read(path):
 
 
 def _read_or_create(path):
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-    except FileExistsError:
+    if os.path.exists(path):
         return _read(path)
     value = uuid.uuid1()
-    with os.fdopen(fd, 'w', encoding='ascii') as f:
+    # Write a complete file under a temporary name, then link it into
+    # place: a process racing this one either wins (and we read its UUID)
+    # or finds the whole file, never a half-written one.
+    tmp = '%s.%s.tmp' % (path, value.hex)
+    with open(tmp, 'w', encoding='ascii') as f:
         f.write(str(value))
         f.write('\n')
         f.write(MESSAGE)
+    try:
+        os.link(tmp, path)
+    except FileExistsError:
+        return _read(path)
+    except OSError:  # no hard links here: an atomic rename will do
+        os.replace(tmp, path)
+        tmp = None
+    finally:
+        if tmp is not None:
+            os.unlink(tmp)
     log.info('new instance UUID %s written to %s', value, path)
     return value
 
