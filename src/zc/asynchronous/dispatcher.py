@@ -170,7 +170,8 @@ class AgentThreadPool:
 
     def _run(self):
         dispatcher = self.dispatcher
-        local._set(dispatcher=dispatcher, agent_name=self.name)
+        local._set(dispatcher=dispatcher, agent_name=self.name,
+                   defer_agent_completion=dispatcher._defer_completion)
         tm = transaction.TransactionManager()
         conn = dispatcher.db.open(transaction_manager=tm)
         name = threading.current_thread().name
@@ -188,7 +189,8 @@ class AgentThreadPool:
                     tm.abort()
                     dispatcher._worker_free()
         finally:
-            local._set(dispatcher=None, agent_name=None, job=None)
+            local._set(dispatcher=None, agent_name=None, job=None,
+                       defer_agent_completion=None)
             try:
                 tm.abort()
                 conn.close()
@@ -244,12 +246,16 @@ class Dispatcher:
         self.jobs_size = jobs_size
         self._poll_call = None
         self._polling = False
+        self._poll_thread = None
         self._wake_pending = False
         self._watcher = None
         self._stopping = False
         self._stopped = threading.Event()
         self._poll_count = 0
         self._pool_size_added = 0
+        # (job oid, agent oid) of jobs that completed in a worker and that
+        # the next poll moves into their agent's ``completed``.
+        self._completions = collections.deque()
 
     def __repr__(self):
         return '<%s %s>' % (type(self).__name__, self.UUID)
@@ -292,7 +298,7 @@ class Dispatcher:
         self._grow_db_pool(1)
         self.conn = self.db.open(
             transaction_manager=transaction.TransactionManager())
-        self._watcher = _InvalidationWatcher(self.db, self._wake_threadsafe)
+        self._watcher = _InvalidationWatcher(self.db, self._wake_on_change)
         self.reactor.callWhenRunning(self._poll_now)
         self.reactor.addSystemEventTrigger(
             'before', 'shutdown', self._shutdown_trigger)
@@ -354,6 +360,7 @@ class Dispatcher:
         for attempt in range(5):
             try:
                 tm.begin()
+                self._tell_agents()
                 queues = self.conn.root().get(interfaces.KEY)
                 if queues is not None:
                     for queue in queues.values():
@@ -401,6 +408,47 @@ class Dispatcher:
         except Exception:
             self._wake_pending = False
 
+    def _wake_on_change(self):
+        """A commit changed a queue: poll, unless it is this poll's own.
+
+        The commit of a poll (its claims) changes the queue too, and its
+        invalidation is delivered in the committing thread, during the
+        poll; that poll has seen everything already, so another one right
+        after it would only find the agents as it left them.  Commits of
+        other threads and processes still wake the dispatcher.
+        """
+        if self._polling and threading.get_ident() == self._poll_thread:
+            return
+        self._wake_threadsafe()
+
+    def _defer_completion(self, job, agent):
+        """Note a job a worker is completing; the poll tells its agent.
+
+        Noted once the job's transaction commits, so that the poll sees the
+        job COMPLETED.
+        """
+        pair = (job._p_oid, agent._p_oid)
+
+        def committed(ok):
+            if ok:
+                self._completions.append(pair)
+        job._p_jar.transaction_manager.get().addAfterCommitHook(committed)
+
+    def _tell_agents(self):
+        """Move the jobs workers completed into their agents' records.
+
+        Runs in the poll's transaction.  Returns how many noted completions
+        it dealt with, to be forgotten once the poll commits.
+        """
+        handled = list(self._completions)
+        for job_oid, agent_oid in handled:
+            job = self.conn.get(job_oid)
+            agent = self.conn.get(agent_oid)
+            if (job.status == interfaces.COMPLETED and job.parent is agent
+                    and any(held is job for held in agent)):
+                agent.jobCompleted(job)
+        return handled
+
     def _worker_free(self):
         """A worker finished a job: claim more without waiting for a poll."""
         self._wake_threadsafe()
@@ -411,6 +459,7 @@ class Dispatcher:
             return
         if self._poll_call is not None and self._poll_call.active():
             self._poll_call.cancel()
+        self._poll_thread = threading.get_ident()
         self._polling = True
         try:
             self.poll()
@@ -428,8 +477,11 @@ class Dispatcher:
             for attempt in range(5):
                 try:
                     tm.begin()
+                    told = self._tell_agents()
                     handed = self._poll_once(poll_info)
                     tm.commit()
+                    for _ in told:
+                        self._completions.popleft()
                 except zc.twist.TransactionError as exc:
                     tm.abort()
                     poll_info.clear()

@@ -519,7 +519,15 @@ class Job(utils.Base):
         self._status = COMPLETED
         parent = self.parent
         if interfaces.IAgent.providedBy(parent):
-            parent.jobCompleted(self)
+            # A dispatcher's worker leaves the agent to the dispatcher's
+            # poll, the agent's only writer: otherwise a worker's completion
+            # and the poll's claims would conflict on the agent, and the
+            # conflict would make the worker call its job again.
+            defer = local._get('defer_agent_completion')
+            if defer is not None:
+                defer(self, parent)
+            else:
+                parent.jobCompleted(self)
 
     def _store_failure(self, failure, tm):
         """Store ``failure`` as the result, retrying the commit on conflicts.
