@@ -219,3 +219,20 @@ def test_a_restarted_dispatcher_cleans_up_its_previous_life(
         assert isinstance(failure.value, interfaces.AbortedError)
     finally:
         dispatcher.stop()
+
+
+def test_under_load_every_job_is_called_exactly_once(dispatcher, session):
+    # Workers complete jobs while the poll claims more: if the two wrote
+    # the same objects, conflicts would make jobs run their call again.
+    dispatched.calls.clear()
+    conn, tm, queue = session
+    for attempt in tm.attempts(10):
+        with attempt:
+            jobs = [queue.put(Job(dispatched.count_call, n))
+                    for n in range(300)]
+    for job in jobs:
+        wait_for_result(job, 30)
+    assert dispatched.calls == {n: 1 for n in range(300)}
+    agent = queue.dispatchers[UUID]['main']
+    tm.begin()
+    assert len(agent.completed) == 300
