@@ -32,12 +32,13 @@ def environment(folder):
     return env
 
 
-def zc_async(folder, *args, command=None):
+def zc_async(folder, *args, command=None, **environ):
     """Run the command line in ``folder``; return the CompletedProcess."""
     command = command or [sys.executable, '-m', 'zc.asynchronous']
     return subprocess.run(
-        command + list(args), cwd=folder, env=environment(folder),
-        capture_output=True, text=True, timeout=TIMEOUT)
+        command + list(args), cwd=folder,
+        env=dict(environment(folder), **environ), capture_output=True,
+        text=True, timeout=TIMEOUT)
 
 
 def ok(folder, *args):
@@ -232,6 +233,21 @@ def test_put_begin_after_a_delay_or_a_date(tmp_path):
     assert 'begins in ' in table.splitlines()[2]
 
 
+def test_the_database_can_be_named_in_the_environment(tmp_path):
+    res = zc_async(tmp_path, 'put', EXAMPLES + '.add', '1', '2',
+                   ZC_ASYNC_DB='jobs.fs')
+    assert res.returncode == 0, res.stderr
+    oid = int(res.stdout)
+    assert (tmp_path / 'jobs.fs').exists()
+    assert not (tmp_path / 'var').exists()
+    res = zc_async(tmp_path, 'jobs', '--json', ZC_ASYNC_DB='jobs.fs')
+    assert [job['oid'] for job in json.loads(res.stdout)] == [oid]
+    # --db wins over the environment.
+    res = zc_async(tmp_path, 'jobs', '--db', 'var/Data.fs',
+                   ZC_ASYNC_DB='jobs.fs')
+    assert 'no database at var/Data.fs' in res.stderr
+
+
 def test_the_console_script_imports_callables_from_the_folder(tmp_path):
     script = pathlib.Path(sys.executable).parent / 'zc-async'
     if not script.exists():
@@ -284,6 +300,28 @@ def test_run_does_the_jobs_until_sigterm(database):
     assert queue['jobs']['failed'] == 1
 
 
+def test_a_killed_dispatcher_shows_as_dead(database):
+    folder = database.parent.parent
+    with running(folder, '--poll', '0.2') as process:
+        wait_until(lambda: read_json(folder, 'jobs', '--completed'),
+                   message='the job never completed')
+        process.kill()
+        process.wait(10)
+    (queue,) = read_json(folder, 'status')['queues']
+    assert queue['dispatchers'][0]['state'] == 'alive'  # for a minute
+    # Make it look a minute older: its pings are overdue at once.
+    db = ZODB.DB(ZODB.FileStorage.FileStorage(str(database)))
+    try:
+        with db.transaction() as conn:
+            for da in conn.root()[interfaces.KEY][''].dispatchers.values():
+                da.ping_death_interval = datetime.timedelta(0)
+    finally:
+        db.close()
+    (queue,) = read_json(folder, 'status')['queues']
+    assert queue['dispatchers'][0]['state'] == 'dead'
+    assert ': dead, activated ' in ok(folder, 'status')
+
+
 def test_run_and_put_on_zeo_share_the_database(tmp_path):
     ZEO = pytest.importorskip('ZEO')
     address, stop_server = ZEO.server(path=str(tmp_path / 'zeo.fs'))
@@ -292,8 +330,8 @@ def test_run_and_put_on_zeo_share_the_database(tmp_path):
         with running(tmp_path, '--db', uri, '--poll', '0.2') as process:
             oid = put(tmp_path, EXAMPLES + '.add', '40', '2', '--db', uri)
             wait_until(lambda: read_json(
-                tmp_path, 'job', str(oid), '--db', uri)['state'] == 'completed',
-                message='the job never completed')
+                tmp_path, 'job', str(oid), '--db', uri)['state']
+                == 'completed', message='the job never completed')
             status, log = stop(process)
         assert status == 0, log
         assert read_json(tmp_path, 'job', str(oid), '--db', uri)[
@@ -305,7 +343,7 @@ def test_run_and_put_on_zeo_share_the_database(tmp_path):
 # -- bad input ---------------------------------------------------------------
 
 BAD_INPUT = [
-    (['put', 'no_such_module_here.f'], "no module named 'no_such_module_here'"),
+    (['put', 'no_such_module.f'], "no module named 'no_such_module'"),
     (['put', EXAMPLES + '.nope'], "has no attribute 'nope'"),
     (['put', EXAMPLES + '.SLOW_SECONDS'], 'is not callable'),
     (['put', 'add'], 'names no module'),
