@@ -18,6 +18,7 @@ from zc.asynchronous.testing import (
     wait_for_deactivation, wait_for_poll, wait_for_result, wait_for_start)
 
 import dispatched
+from support.processes import wait_until
 
 UUID = __import__('uuid').UUID('d10f43dc-ffdf-11dc-abd4-0017f2c49bdd')
 
@@ -143,6 +144,9 @@ def test_introspection(dispatcher, session):
     jobs = [put(session, dispatched.add, n, n) for n in range(5)]
     for job in jobs:
         wait_for_result(job)
+    # A worker records its bookkeeping just after the job's last commit.
+    wait_until(lambda: dispatcher.getStatistics()['successful'] == 5, 10,
+               'the history never showed five successes')
     stats = dispatcher.getStatistics()
     assert stats['started'] == 5 == stats['successful']
     assert stats['failed'] == 0
@@ -234,5 +238,9 @@ def test_under_load_every_job_is_called_exactly_once(dispatcher, session):
         wait_for_result(job, 30)
     assert dispatched.calls == {n: 1 for n in range(300)}
     agent = queue.dispatchers[UUID]['main']
-    tm.begin()
-    assert len(agent.completed) == 300
+
+    def all_recorded():
+        tm.begin()
+        return len(agent.completed) == 300 and len(agent) == 0
+    # The poll moves completed jobs into the agent's record soon after.
+    wait_until(all_recorded, 10, 'the agent never recorded every job')
