@@ -1,7 +1,9 @@
 """Shared fixtures: databases, the component registry, a clean cwd."""
+import datetime
 import os
 
 import pytest
+import pytz
 import transaction
 import ZODB
 import ZODB.FileStorage
@@ -57,6 +59,44 @@ def conn(db):
     yield connection
     connection.transaction_manager.abort()
     connection.close()
+
+
+#: The frozen "now" of the queue and agent tests (zc.async's test epoch).
+T0 = datetime.datetime(2006, 8, 10, 15, 44, 22, 211, pytz.UTC)
+
+
+class Clock:
+    """A settable ``utils.now``."""
+
+    def __init__(self, when):
+        self.when = when
+
+    def __call__(self):
+        return self.when
+
+    def advance(self, **kw):
+        self.when += datetime.timedelta(**kw)
+
+
+@pytest.fixture
+def clock(monkeypatch):
+    """Freeze ``zc.asynchronous.utils.now`` at T0; ``advance()`` moves it."""
+    from zc.asynchronous import utils
+    res = Clock(T0)
+    monkeypatch.setattr(utils, 'now', res)
+    return res
+
+
+@pytest.fixture
+def queue(conn):
+    """A Queues collection at the root with the default queue, committed."""
+    from zc.asynchronous import interfaces
+    from zc.asynchronous.queue import Queue, Queues
+    root = conn.root()
+    root[interfaces.KEY] = Queues()
+    root[interfaces.KEY][''] = res = Queue()
+    conn.transaction_manager.commit()
+    return res
 
 
 def fake_module(name):

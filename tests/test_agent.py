@@ -15,35 +15,10 @@ from zc.asynchronous.interfaces import ASSIGNED, COMPLETED, PENDING
 from zc.asynchronous.job import Job
 from zc.asynchronous.queue import Queue, Queues
 
-T0 = datetime.datetime(2006, 8, 10, 15, 44, 22, 211, pytz.UTC)
+from conftest import T0  # noqa: E402
 UUID1 = uuid.UUID('d10f43dc-ffdf-11dc-abd4-0017f2c49bdd')
 
 
-class Clock:
-    def __init__(self, when):
-        self.when = when
-
-    def __call__(self):
-        return self.when
-
-    def advance(self, **kw):
-        self.when += datetime.timedelta(**kw)
-
-
-@pytest.fixture
-def clock(monkeypatch):
-    res = Clock(T0)
-    monkeypatch.setattr(utils, 'now', res)
-    return res
-
-
-@pytest.fixture
-def queue(conn):
-    root = conn.root()
-    root[interfaces.KEY] = Queues()
-    root[interfaces.KEY][''] = res = Queue()
-    conn.transaction_manager.commit()
-    return res
 
 
 @pytest.fixture

@@ -24,39 +24,12 @@ from zc.asynchronous.job import Job
 from zc.asynchronous.queue import (
     DispatcherAgents, Queue, Queues, getDefaultQueue)
 
-T0 = datetime.datetime(2006, 8, 10, 15, 44, 22, 211, pytz.UTC)
+from conftest import T0  # noqa: E402
 UUID1 = uuid.UUID('d10f43dc-ffdf-11dc-abd4-0017f2c49bdd')
 UUID2 = uuid.UUID('e10f43dc-ffdf-11dc-abd4-0017f2c49bdd')
 UUID3 = uuid.UUID('f10f43dc-ffdf-11dc-abd4-0017f2c49bdd')
 
 
-class Clock:
-    """A settable ``utils.now``."""
-
-    def __init__(self, when):
-        self.when = when
-
-    def __call__(self):
-        return self.when
-
-    def advance(self, **kw):
-        self.when += datetime.timedelta(**kw)
-
-
-@pytest.fixture
-def clock(monkeypatch):
-    res = Clock(T0)
-    monkeypatch.setattr(utils, 'now', res)
-    return res
-
-
-@pytest.fixture
-def queue(conn):
-    root = conn.root()
-    root[interfaces.KEY] = Queues()
-    root[interfaces.KEY][''] = res = Queue()
-    conn.transaction_manager.commit()
-    return res
 
 
 def commit(ob):
