@@ -1,0 +1,1 @@
+"""The benchmarks of zc.asynchronous (``python bench/run.py``)."""
