@@ -133,23 +133,30 @@ class _Mapping(utils.Base):
         return '<%s>' % utils.custom_repr(self)
 
 
-# -- Queues ----------------------------------------------------------------
+class _NamedMapping(_Mapping):
+    """A mapping whose values know their key (``name``) and ``parent``.
 
-class Queues(_Mapping):
-    """The named queues of a database, stored at ``root[KEY]``.
-
-    Only IQueue values are accepted.  Storing a queue sets its ``name`` and
-    ``parent``; a queue that is replaced, popped or deleted gets them reset
-    to None.
+    Storing a value names it and makes this mapping its parent; a value
+    that is replaced, popped or deleted is detached (both reset to None).
+    Subclasses check values in ``_check_value`` and refuse to let one go
+    in ``_check_removable``.
     """
 
+    _marker = object()
+
+    def _check_value(self, value):
+        pass
+
+    def _check_removable(self, value):
+        pass
+
     def __setitem__(self, key, value):
-        if not interfaces.IQueue.providedBy(value):
-            raise ValueError('value must be IQueue')
+        self._check_value(value)
         old = self._data.get(key)
         if old is value:
             return
         if old is not None:
+            self._check_removable(old)
             self._detach(old)
         value.name = key
         value.parent = self
@@ -161,23 +168,35 @@ class Queues(_Mapping):
         value.name = None
 
     def __delitem__(self, key):
-        value = self._data[key]
-        del self._data[key]
-        self._detach(value)
-
-    _marker = object()
+        self.pop(key)
 
     def pop(self, key, default=_marker):
-        """Remove and return the queue ``key`` (detached), or ``default``."""
+        """Remove and return the value ``key`` (detached), or ``default``."""
         try:
             value = self._data[key]
         except KeyError:
             if default is self._marker:
                 raise
             return default
+        self._check_removable(value)
         del self._data[key]
         self._detach(value)
         return value
+
+
+# -- Queues ----------------------------------------------------------------
+
+class Queues(_NamedMapping):
+    """The named queues of a database, stored at ``root[KEY]``.
+
+    Only IQueue values are accepted.  Storing a queue sets its ``name`` and
+    ``parent``; a queue that is replaced, popped or deleted gets them reset
+    to None.
+    """
+
+    def _check_value(self, value):
+        if not interfaces.IQueue.providedBy(value):
+            raise ValueError('value must be IQueue')
 
 
 # -- Quotas ----------------------------------------------------------------
@@ -303,7 +322,7 @@ class Quotas(_Mapping):
 # -- Dispatchers -------------------------------------------------------------
 
 @zope.interface.implementer(interfaces.IDispatcherAgents)
-class DispatcherAgents(_Mapping):
+class DispatcherAgents(_NamedMapping):
     """The agents of one dispatcher in one queue, by name.
 
     The persistent twin of a dispatcher: ``activated`` and ``last_ping``
@@ -342,42 +361,15 @@ class DispatcherAgents(_Mapping):
 
     # -- the agents -----------------------------------------------------------
 
-    def __setitem__(self, key, value):
+    def _check_value(self, value):
         if not interfaces.IAgent.providedBy(value):
             raise ValueError('value must be IAgent')
         if len(value):
             raise ValueError('cannot add an agent with active jobs')
-        old = self._data.get(key)
-        if old is value:
-            return
-        if old is not None:
-            if len(old):
-                raise ValueError('cannot remove an agent with active jobs')
-            old.parent = None
-            old.name = None
-        value.name = key
-        value.parent = self
-        self._data[key] = value
 
-    def __delitem__(self, key):
-        self.pop(key)
-
-    _marker = object()
-
-    def pop(self, key, default=_marker):
-        """Remove and return the (empty) agent ``key``, or ``default``."""
-        try:
-            value = self._data[key]
-        except KeyError:
-            if default is self._marker:
-                raise
-            return default
+    def _check_removable(self, value):
         if len(value):
             raise ValueError('cannot remove an agent with active jobs')
-        del self._data[key]
-        value.parent = None
-        value.name = None
-        return value
 
     # -- life ----------------------------------------------------------------
 
