@@ -5,7 +5,9 @@ The database root holds a ``Queues`` collection under ``KEY``
 keeps
 
 * the jobs that are due, in a conflict-resolving FIFO (zc.queue's
-  ``CompositeQueue``), so that many processes can put at once;
+  ``CompositeQueue``, with a claim whose cost does not grow with the
+  queue: see ``zc.asynchronous.fifo``), so that many processes can put at
+  once;
 * the jobs scheduled for later, in an OOBTree keyed by
   ``(begin_after, database name, oid)``;
 * the jobs put back for a retry, in a FIFO of their own that comes first;
@@ -25,7 +27,6 @@ import uuid as uuid_module
 import BTrees.Length
 import BTrees.OOBTree
 import persistent.interfaces
-import zc.queue
 import ZODB.interfaces
 import zope.component
 import zope.event
@@ -33,6 +34,7 @@ import zope.interface
 import zope.minmax
 
 from zc.asynchronous import instanceuuid, interfaces, utils
+from zc.asynchronous.fifo import FIFO
 from zc.asynchronous.interfaces import (
     ACTIVE, ASSIGNED, CALLBACKS, COMPLETED, KEY, NEW, PENDING)
 from zc.asynchronous.job import Job, as_job
@@ -547,8 +549,8 @@ class Queue(utils.Base):
     name = None
 
     def __init__(self):
-        self._queue = zc.queue.CompositeQueue()
-        self._putback_queue = zc.queue.CompositeQueue()
+        self._queue = FIFO()
+        self._putback_queue = FIFO()
         self._held = BTrees.OOBTree.OOBTree()
         self._length = BTrees.Length.Length(0)
         self.quotas = Quotas()
