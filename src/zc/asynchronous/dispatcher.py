@@ -602,7 +602,10 @@ class Dispatcher:
         info = {
             'result': None, 'failed': False, 'agent': agent_name,
             'queue': queue_name, 'poll id': self._poll_count + 1,
-            'quota names': job.quota_names, 'call': repr(job),
+            # The repr loads the job's arguments: the worker makes it, off
+            # the poll's path (over ZEO each load is a round trip).
+            'quota names': job.quota_names, 'call': '<job %d>' % (
+                ZODB.utils.u64(job._p_oid),),
             'started': None, 'completed': None, 'thread': None,
             'reassigned': False,
         }
@@ -616,8 +619,6 @@ class Dispatcher:
     def _run_job(self, conn, tm, oid, dbname, info):
         info['thread'] = threading.get_ident()
         info['started'] = _naive_utcnow()
-        tracelog.info('starting in thread %s: %s', info['thread'],
-                      info['call'])
         backoff = None
         while True:
             try:
@@ -627,6 +628,9 @@ class Dispatcher:
                     jar = conn.get_connection(dbname)
                 job = jar.get(oid)
                 jar.setstate(job)
+                info['call'] = repr(job)
+                tracelog.info('starting in thread %s: %s', info['thread'],
+                              info['call'])
                 result = self._call_job(job, tm)
                 break
             except zc.twist.ClientDisconnected:
