@@ -118,6 +118,18 @@ class TestClaimJob:
         agent.size = 3
         assert agent.claimJob() is jobs[2]
 
+    def test_prefetch_claims_beyond_the_size(self, queue, da):
+        da['main'] = agent = Agent(size=1, prefetch=2)
+        assert Agent().prefetch == 0
+        jobs = [queue.put(Job(noop, i)) for i in range(4)]
+        assert [agent.claimJob() for _ in range(4)] == jobs[:3] + [None]
+        assert len(agent) == 3 and jobs[3].status == PENDING
+        # A prefetched job that never started goes back when the
+        # dispatcher is deactivated.
+        da.deactivate()
+        assert len(agent) == 0
+        assert all(job.status == PENDING for job in jobs)
+
     def test_not_without_an_activated_live_dispatcher(self, queue, clock):
         queue.put(Job(noop))
         assert Agent().claimJob() is None  # no parent at all

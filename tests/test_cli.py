@@ -266,7 +266,8 @@ def test_run_does_the_jobs_until_sigterm(database):
     (first,) = read_json(folder, 'jobs', '--pending')
     failing = put(folder, EXAMPLES + '.fail', 'boom')
     oids = [first['oid'], failing]
-    with running(folder, '--poll', '0.2', '--threads', '2') as process:
+    with running(folder, '--poll', '0.2', '--threads', '2',
+                 '--prefetch', '1') as process:
         wait_until(lambda: job_states(database, oids) == [
             interfaces.COMPLETED] * 2, message='the jobs never completed')
         # A running dispatcher holds the FileStorage: reading works, writing
@@ -361,6 +362,7 @@ BAD_INPUT = [
     (['job', 'abc'], "'abc' is not an oid"),
     (['job', '0'], 'object 0 is not a job'),
     (['run', '--threads', '0'], "'0' is not a positive number"),
+    (['run', '--prefetch', '-1'], "'-1' is not a whole number >= 0"),
     (['jobs', '--failed', '--pending'], 'not allowed with'),
 ]
 

@@ -244,3 +244,43 @@ def test_under_load_every_job_is_called_exactly_once(dispatcher, session):
         return len(agent.completed) == 300 and len(agent) == 0
     # The poll moves completed jobs into the agent's record soon after.
     wait_until(all_recorded, 10, 'the agent never recorded every job')
+
+
+def test_prefetched_jobs_wait_in_the_pool_and_go_back_on_stop(
+        database, session):
+    conn, tm, queue = session
+    event = dispatched.events.setdefault('prefetch', __import__(
+        'threading').Event())
+    event.clear()
+    dispatcher = zc.asynchronous.configure.start(
+        database, poll_interval=30, uuid=UUID, agent_size=1, prefetch=2)
+    try:
+        for attempt in tm.attempts(10):
+            with attempt:
+                blocker = queue.put(Job(dispatched.wait_for_event,
+                                        'prefetch', 30))
+        wait_for_start(blocker)
+        for attempt in tm.attempts(10):
+            with attempt:
+                waiting = [queue.put(Job(dispatched.add, n, 1))
+                           for n in range(3)]
+        agent = queue.dispatchers[UUID]['main']
+
+        def prefetched():
+            tm.begin()
+            return len(agent) == 3
+        wait_until(prefetched, 10, 'the agent never prefetched two jobs')
+        assert [job.status for job in waiting].count(
+            interfaces.ASSIGNED) == 2
+        stopper = __import__('threading').Timer(0.5, event.set)
+        stopper.start()
+        dispatcher.stop()          # lets the running job finish
+        stopper.join()
+    finally:
+        event.set()
+        dispatcher.stop()
+    tm.begin()
+    assert blocker.result == 'prefetch'
+    # The two claimed but unstarted jobs went back to the queue.
+    assert [job.status for job in waiting] == [interfaces.PENDING] * 3
+    assert len(queue) == 3

@@ -33,6 +33,7 @@ import uuid
 
 from zcbench import tasks
 from zcbench.common import (
+    PREFETCH,
     PYTHON, Row, free_port, percentile, ratio, start_process, stop_process,
     tail, wait_for_port, wait_until)
 
@@ -276,7 +277,7 @@ def zc_filestorage(n, folder, workers=1):
             def start():
                 from zc.asynchronous import testing
                 d = zc.asynchronous.configure.start(
-                    db, poll_interval=1, agent_size=workers,
+                    db, poll_interval=1, agent_size=workers, prefetch=PREFETCH,
                     uuid=uuid.uuid4(), jobs_size=n + 100)
                 testing.wait_for_poll(d, seconds=30)
                 return d

@@ -18,6 +18,8 @@ import sys
 import time
 import uuid
 
+from zcbench.common import PREFETCH
+
 EPOCH = datetime.datetime(1970, 1, 1)
 
 
@@ -62,7 +64,8 @@ def main(argv):
     dispatcher = None
     try:
         dispatcher = zc.asynchronous.configure.start(
-            db, poll_interval=1, agent_size=workers, uuid=uuid.uuid4(),
+            db, poll_interval=1, agent_size=workers, prefetch=PREFETCH,
+            uuid=uuid.uuid4(),
             jobs_size=n + 100)
         testing.wait_for_poll(dispatcher, seconds=30)
         with open(ready, 'w') as f:

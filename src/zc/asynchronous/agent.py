@@ -149,13 +149,20 @@ class Agent(utils.Base):
     name = None
     _chooser = None
     _filter = None
+    #: Jobs claimed beyond ``size``, so a worker that finishes one finds the
+    #: next at once instead of waiting for the dispatcher's next claim.  A
+    #: job claimed but not started goes back to the queue if the
+    #: dispatcher dies.
+    prefetch = 0
 
-    def __init__(self, chooser=None, filter=None, size=3):
+    def __init__(self, chooser=None, filter=None, size=3, prefetch=0):
         if chooser is not None and filter is not None:
             raise ValueError('cannot set both chooser and filter to non-None')
         self._data = zc.queue.PersistentQueue()
         self.completed = CompletedCollection(self)
         self.size = size
+        if prefetch:
+            self.prefetch = prefetch
         self._filter = filter
         self.chooser = chooser
 
@@ -233,14 +240,15 @@ class Agent(utils.Base):
     def claimJob(self):
         """Claim a job from the queue and hold it; return it, or None.
 
-        Nothing is claimed while the agent is full, nor while its
+        Nothing is claimed while the agent holds ``size + prefetch`` jobs,
+        nor while its
         dispatcher is not activated or counts as dead (it may have been
         replaced by a sibling).
         """
         parent = self.parent
         if parent is None or not parent.activated or parent.dead:
             return None
-        if len(self._data) >= self.size:
+        if len(self._data) >= self.size + self.prefetch:
             return None
         res = self._choose()
         if res is not None:

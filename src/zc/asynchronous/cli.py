@@ -303,6 +303,17 @@ def parse_oid(text):
     return oid
 
 
+def _non_negative_int(text):
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError('%r is not a whole number >= 0'
+                                         % text)
+    return value
+
+
 def _positive(convert):
     def check(text):
         try:
@@ -678,7 +689,8 @@ def cmd_run(args):
     from zc.asynchronous import configure
     with open_database(args.db, write=True) as db, stop_signals() as stop:
         dispatcher = configure.start(db, poll_interval=args.poll,
-                                     agent_size=args.threads)
+                                     agent_size=args.threads,
+                                     prefetch=args.prefetch)
         log.info('dispatcher %s runs on %s with %d thread%s, polling every '
                  '%gs; stop it with Ctrl-C or SIGTERM', dispatcher.UUID,
                  args.db, args.threads, 's' if args.threads > 1 else '',
@@ -916,6 +928,10 @@ def build_parser():
                      '(default: 1)')
     run.add_argument('--threads', type=_positive(int), default=3,
                      metavar='N', help='worker threads (default: 3)')
+    run.add_argument('--prefetch', type=_non_negative_int, default=0,
+                     metavar='N', help='jobs claimed ahead of the threads, '
+                     'which go back to the queue if this process dies '
+                     '(default: 0)')
     run.set_defaults(handler=cmd_run, log_level=logging.INFO)
 
     put = commands.add_parser(

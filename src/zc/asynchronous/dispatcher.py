@@ -122,6 +122,8 @@ class AgentThreadPool:
         self.threads = []
         self._queue = stdqueue.Queue()
         self._size = 0
+        #: The agent's prefetch: how many claimed jobs may wait here.
+        self.prefetch = 0
         self.setSize(size)
 
     def getSize(self):
@@ -187,7 +189,7 @@ class AgentThreadPool:
                 finally:
                     self.jobids.pop(name, None)
                     tm.abort()
-                    dispatcher._worker_free()
+                    dispatcher._worker_free(self)
         finally:
             local._set(dispatcher=None, agent_name=None, job=None,
                        defer_agent_completion=None)
@@ -205,7 +207,9 @@ class Dispatcher:
     reactor, ``start()`` makes a private one and runs it in a daemon
     thread; with a reactor, call ``activate()`` and run the reactor
     yourself.  ``agents`` maps agent names to sizes: the agents the
-    dispatcher creates in each queue it joins that has none for it yet.
+    dispatcher creates in each queue it joins that has none for it yet;
+    each also claims up to ``prefetch`` jobs beyond its size, so that a
+    worker that finishes finds its next job waiting.
     ``ping_interval`` and ``ping_death_interval`` (seconds), when given,
     are set on this dispatcher's agents collection in each queue.
     """
@@ -220,7 +224,7 @@ class Dispatcher:
 
     def __init__(self, db, reactor=None, poll_interval=5, uuid=None,
                  jobs_size=200, polls_size=400, agents=None,
-                 ping_interval=None, ping_death_interval=None):
+                 ping_interval=None, ping_death_interval=None, prefetch=0):
         if uuid is None:
             uuid = _default_uuid()
         with _registry_lock:
@@ -233,6 +237,7 @@ class Dispatcher:
         self.reactor = reactor
         self.poll_interval = poll_interval
         self.agents = {'main': 3} if agents is None else dict(agents)
+        self.prefetch = prefetch
         self.ping_interval = ping_interval
         self.ping_death_interval = ping_death_interval
         self.activated = False
@@ -419,7 +424,19 @@ class Dispatcher:
         """
         if self._polling and threading.get_ident() == self._poll_thread:
             return
+        if self._pools_stocked():
+            return   # every pool has jobs waiting: a worker will wake us
         self._wake_threadsafe()
+
+    def _pools_stocked(self):
+        """Whether every worker pool holds more waiting jobs than its
+        low-water mark (half its agent's prefetch).  Never true without
+        prefetch, nor before the first poll made the pools."""
+        pools = [pool for agents in list(self.queues.values())
+                 for pool in list(agents.values())]
+        return bool(pools) and all(
+            pool.prefetch and pool._queue.qsize() > pool.prefetch // 2
+            for pool in pools)
 
     def _defer_completion(self, job, agent):
         """Note a job a worker is completing; the poll tells its agent.
@@ -449,9 +466,15 @@ class Dispatcher:
                 agent.jobCompleted(job)
         return handled
 
-    def _worker_free(self):
-        """A worker finished a job: claim more without waiting for a poll."""
-        self._wake_threadsafe()
+    def _worker_free(self, pool):
+        """A worker finished a job: claim more without waiting for a poll.
+
+        With prefetched jobs still waiting in the pool, the claim waits
+        until half of them are taken, so that one poll (one commit) claims
+        several jobs.
+        """
+        if pool._queue.qsize() <= pool.prefetch // 2:
+            self._wake_threadsafe()
 
     def _poll_now(self):
         self._wake_pending = False
@@ -545,6 +568,7 @@ class Dispatcher:
                         self, queue_name, agent_name)
                 if pool.getSize() != size:
                     self._grow_db_pool(pool.setSize(size))
+                pool.prefetch = getattr(agent, 'prefetch', 0)
                 while True:
                     job = agent.claimJob()
                     if job is None:
@@ -593,7 +617,7 @@ class Dispatcher:
             for agent_name, size in self.agents.items():
                 if agent_name not in da:
                     from zc.asynchronous.agent import Agent
-                    da[agent_name] = Agent(size=size)
+                    da[agent_name] = Agent(size=size, prefetch=self.prefetch)
             da.activate()
             self._activated.add(queue._p_oid)
         return da
