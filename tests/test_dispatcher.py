@@ -225,9 +225,16 @@ def test_a_restarted_dispatcher_cleans_up_its_previous_life(
         dispatcher.stop()
 
 
-def test_under_load_every_job_is_called_exactly_once(dispatcher, session):
+@pytest.mark.parametrize('size, prefetch', [(3, 0), (1, 3)])
+def test_under_load_every_job_is_called_exactly_once(
+        database, session, size, prefetch):
     # Workers complete jobs while the poll claims more: if the two wrote
     # the same objects, conflicts would make jobs run their call again.
+    # With prefetch, a worker also starts its next job in the commit that
+    # completes the last one.
+    dispatcher = zc.asynchronous.configure.start(
+        database, poll_interval=30, uuid=UUID, agent_size=size,
+        prefetch=prefetch)
     dispatched.calls.clear()
     conn, tm, queue = session
     for attempt in tm.attempts(10):
@@ -244,6 +251,12 @@ def test_under_load_every_job_is_called_exactly_once(dispatcher, session):
         return len(agent.completed) == 300 and len(agent) == 0
     # The poll moves completed jobs into the agent's record soon after.
     wait_until(all_recorded, 10, 'the agent never recorded every job')
+    assert all(job.active_start <= job.active_end for job in jobs)
+    if prefetch:
+        # Most jobs were started by the commit that completed the one
+        # before them.
+        assert dispatcher.getStatistics()['handed off'] > 150
+    dispatcher.stop()
 
 
 def test_prefetched_jobs_wait_in_the_pool_and_go_back_on_stop(

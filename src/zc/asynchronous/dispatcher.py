@@ -172,32 +172,97 @@ class AgentThreadPool:
 
     def _run(self):
         dispatcher = self.dispatcher
+        handoff = _Handoff(self)
         local._set(dispatcher=dispatcher, agent_name=self.name,
-                   defer_agent_completion=dispatcher._defer_completion)
+                   defer_agent_completion=dispatcher._defer_completion,
+                   handoff=handoff)
         tm = transaction.TransactionManager()
         conn = dispatcher.db.open(transaction_manager=tm)
         name = threading.current_thread().name
         try:
             while True:
-                item = self._queue.get()
+                item, started = handoff.take()
                 if item is None:
                     return
                 oid, dbname, info = item
                 self.jobids[name] = (ZODB.utils.u64(oid), dbname)
+                handoff.running = oid
                 try:
-                    dispatcher._run_job(conn, tm, oid, dbname, info)
+                    dispatcher._run_job(conn, tm, oid, dbname, info, started)
                 finally:
+                    handoff.running = None
                     self.jobids.pop(name, None)
                     tm.abort()
                     dispatcher._worker_free(self)
         finally:
             local._set(dispatcher=None, agent_name=None, job=None,
-                       defer_agent_completion=None)
+                       defer_agent_completion=None, handoff=None)
             try:
                 tm.abort()
                 conn.close()
             except Exception:
                 log.exception('error closing a worker connection')
+
+
+class _Handoff:
+    """A worker's next job, started in the commit that completes the last.
+
+    When the job a worker runs completes, the worker takes the next job
+    waiting in its pool (a prefetched one) and marks it ACTIVE in that same
+    final transaction: one commit both ends a job and starts the next, and
+    the crash story is unchanged (a job is ACTIVE in the database before
+    its call begins).  If that commit fails, the next job starts the usual
+    way.
+    """
+
+    def __init__(self, pool):
+        self.pool = pool
+        self.running = None      # oid of the job the worker runs
+        self.item = None         # the next job, taken from the pool
+        self.taken = False
+        self.committed = False   # whether it was marked ACTIVE for good
+
+    def take(self):
+        """The next ``(item, started)``: the handed-off job, else the pool's.
+        """
+        if self.taken:
+            item, started = self.item, self.committed
+            self.item, self.taken, self.committed = None, False, False
+            if (item is not None and not started
+                    and self.pool.dispatcher._stopping):
+                # Claimed, never started: the clean-up puts it back.
+                return None, False
+            return item, started
+        return self.pool._queue.get(), False
+
+    def start_next(self, job):
+        """In ``job``'s final transaction, mark the next job ACTIVE."""
+        if job._p_oid != self.running or self.pool.dispatcher._stopping:
+            return
+        if not self.taken:
+            try:
+                self.item = self.pool._queue.get_nowait()
+            except stdqueue.Empty:
+                return
+            self.taken = True
+        self.committed = False
+        if self.item is None:
+            return
+        oid, dbname, info = self.item
+        jar = job._p_jar
+        if dbname and dbname != jar.db().database_name:
+            jar = jar.get_connection(dbname)
+        following = jar.get(oid)
+        try:
+            following._mark_active()
+        except interfaces.BadStatusError:
+            return   # started the usual way, which reports the problem
+
+        def committed(ok):
+            self.committed = ok
+            if ok:
+                self.pool.dispatcher.handoffs += 1
+        jar.transaction_manager.get().addAfterCommitHook(committed)
 
 
 class Dispatcher:
@@ -261,6 +326,8 @@ class Dispatcher:
         # (job oid, agent oid) of jobs that completed in a worker and that
         # the next poll moves into their agent's ``completed``.
         self._completions = collections.deque()
+        #: Jobs started in the commit that completed the job before them.
+        self.handoffs = 0
 
     def __repr__(self):
         return '<%s %s>' % (type(self).__name__, self.UUID)
@@ -450,6 +517,9 @@ class Dispatcher:
             if ok:
                 self._completions.append(pair)
         job._p_jar.transaction_manager.get().addAfterCommitHook(committed)
+        handoff = local._get('handoff')
+        if handoff is not None:
+            handoff.start_next(job)
 
     def _tell_agents(self):
         """Move the jobs workers completed into their agents' records.
@@ -640,7 +710,8 @@ class Dispatcher:
 
     # -- running a job (in a worker thread) ------------------------------------
 
-    def _run_job(self, conn, tm, oid, dbname, info):
+    def _run_job(self, conn, tm, oid, dbname, info, started=False):
+        """Load and run one job; ``started``: its ACTIVE is committed."""
         info['thread'] = threading.get_ident()
         info['started'] = _naive_utcnow()
         backoff = None
@@ -655,7 +726,11 @@ class Dispatcher:
                 info['call'] = repr(job)
                 tracelog.info('starting in thread %s: %s', info['thread'],
                               info['call'])
-                result = self._call_job(job, tm)
+                if started:
+                    started = False   # a retry must not call it again
+                    result = job._run_active()
+                else:
+                    result = self._call_job(job, tm)
                 break
             except zc.twist.ClientDisconnected:
                 tm.abort()
@@ -810,6 +885,7 @@ class Dispatcher:
             'successful': successful,
             'failed': failed,
             'active': active,
+            'handed off': self.handoffs,
             'shortest successful': ok[0] if ok else None,
             'longest successful': ok[-1] if ok else None,
             'shortest failed': bad[0] if bad else None,

@@ -413,13 +413,30 @@ class Job(utils.Base):
             raise BadStatusError(
                 'can only call a job with NEW or ASSIGNED status')
         tm = self._transaction_manager()
-        self._status = ACTIVE
-        self._active_start = utils.now()
+        self._mark_active()
         try:
             tm.commit()
         except BaseException:
             tm.abort()
             raise
+        return self._run_active(*args, **kwargs)
+
+    def _mark_active(self):
+        """Check that the job may start and make it ACTIVE, uncommitted.
+
+        The caller commits: ``__call__`` on its own, or a dispatcher's
+        worker together with the completion of the job before.  The call
+        itself (``_run_active``) must follow that commit.
+        """
+        if self.status not in (NEW, ASSIGNED):
+            raise BadStatusError(
+                'can only call a job with NEW or ASSIGNED status')
+        self._status = ACTIVE
+        self._active_start = utils.now()
+
+    def _run_active(self, *args, **kwargs):
+        """Make the call of a job whose ACTIVE status is committed."""
+        tm = self._transaction_manager()
         try:
             self._check_callable()
         except Exception:
