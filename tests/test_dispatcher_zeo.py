@@ -47,17 +47,24 @@ def _sync(tm):
     tm.begin()
 
 
+def put(tm, queue, *calls):
+    """Put ``Job(*call)`` for each call in one transaction, as an
+    application would: retrying the conflicts a concurrent claim causes."""
+    for attempt in tm.attempts(10):
+        with attempt:
+            jobs = [queue.put(Job(*call)) for call in calls]
+    return jobs
+
+
 def test_500_jobs_from_a_third_process_each_run_exactly_once(procs, client):
     addr, db, conn, tm = client
     first = procs.start_dispatcher(addr, 'one')
     second = procs.start_dispatcher(addr, 'two')
     queue = getDefaultQueue(conn)
     jobs = []
-    for n in range(500):
-        jobs.append(queue.put(Job(jobfuncs.record, n)))
-        if n % 50 == 49:
-            tm.commit()
-    tm.commit()
+    for start in range(0, 500, 50):
+        jobs.extend(put(tm, queue, *[(jobfuncs.record, n)
+                                     for n in range(start, start + 50)]))
 
     runs = conn.root()['runs']
 
@@ -80,9 +87,10 @@ def test_a_killed_dispatchers_job_is_failed_and_the_rest_finish(
     addr, db, conn, tm = client
     victim = procs.start_dispatcher(addr, 'victim')
     queue = getDefaultQueue(conn)
-    long_job = queue.put(Job(jobfuncs.long_running, 120))
-    long_job.addCallbacks(failure=Job(jobfuncs.note_failure))
-    tm.commit()
+    for attempt in tm.attempts(10):
+        with attempt:
+            long_job = queue.put(Job(jobfuncs.long_running, 120))
+            long_job.addCallbacks(failure=Job(jobfuncs.note_failure))
 
     def started():
         _sync(tm)
@@ -91,8 +99,7 @@ def test_a_killed_dispatchers_job_is_failed_and_the_rest_finish(
     assert long_job.status == interfaces.ACTIVE
 
     survivor = procs.start_dispatcher(addr, 'survivor')
-    rest = [queue.put(Job(jobfuncs.record, n)) for n in range(20)]
-    tm.commit()
+    rest = put(tm, queue, *[(jobfuncs.record, n) for n in range(20)])
     procs.kill(victim)           # SIGKILL: no chance to clean up
     killed_at = time.monotonic()
 
@@ -116,8 +123,7 @@ def test_a_zeo_disconnect_pauses_the_dispatcher_until_the_server_is_back(
     addr, db, conn, tm = client
     worker = procs.start_dispatcher(addr, 'worker')
     queue = getDefaultQueue(conn)
-    first = queue.put(Job(jobfuncs.record, 1))
-    tm.commit()
+    (first,) = put(tm, queue, (jobfuncs.record, 1))
     assert wait_for_result(first, 30) == 1
 
     procs.kill(procs.zeo)                    # the server goes away
@@ -125,8 +131,6 @@ def test_a_zeo_disconnect_pauses_the_dispatcher_until_the_server_is_back(
     assert worker.poll() is None             # the dispatcher lives on
     procs.start_zeo(port=addr[1])            # and comes back on its port
     wait_until(lambda: db.storage.is_connected(), 30, 'client never came back')
-    for attempt in tm.attempts(10):
-        with attempt:
-            second = queue.put(Job(jobfuncs.record, 2))
+    (second,) = put(tm, queue, (jobfuncs.record, 2))
     assert wait_for_result(second, 60) == 2
     assert worker.poll() is None
