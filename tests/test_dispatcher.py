@@ -158,8 +158,11 @@ def test_introspection(dispatcher, session):
         'threading').Event())
     held = put(session, dispatched.wait_for_event, 'hold')
     wait_for_start(held)
-    assert dispatcher.getActiveJobIds() == [
-        zc.asynchronous.dispatcher.getId(held)]
+    # ACTIVE may be committed (by the claim, for an idle thread) a moment
+    # before the thread holds the job.
+    wait_until(lambda: dispatcher.getActiveJobIds() == [
+        zc.asynchronous.dispatcher.getId(held)], 10,
+        'the worker never showed the held job')
     event.set()
     assert wait_for_result(held) == 'hold'
     assert dispatcher.getPollInfo().key == dispatcher.polls[0].key
@@ -297,3 +300,18 @@ def test_prefetched_jobs_wait_in_the_pool_and_go_back_on_stop(
     # The two claimed but unstarted jobs went back to the queue.
     assert [job.status for job in waiting] == [interfaces.PENDING] * 3
     assert len(queue) == 3
+
+
+def test_draining_a_pool_keeps_the_jobs_already_marked_active():
+    # On stop, jobs no thread took go back to the queue (through the
+    # clean-up), but one whose ACTIVE status the claim already committed
+    # has started: it stays, to be run.
+    pool = zc.asynchronous.dispatcher.AgentThreadPool(
+        types.SimpleNamespace(), '', 'main', size=0)
+    waiting = (b'\0' * 7 + b'\1', 'unnamed', {})
+    started = (b'\0' * 7 + b'\2', 'unnamed', {'active committed': True})
+    for item in (waiting, None, started):
+        pool.put(item)
+    assert pool.drain() == 1
+    assert pool.pending() == [started]
+    assert pool.idle() == 0

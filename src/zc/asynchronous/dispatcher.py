@@ -155,15 +155,32 @@ class AgentThreadPool:
             return [item for item in self._queue.queue if item is not None]
 
     def drain(self):
-        """Drop the jobs no thread has started; return how many."""
+        """Drop the jobs no thread has taken; return how many.
+
+        A job whose ACTIVE status is committed already (by the poll that
+        claimed it for an idle thread) stays, to be run: it has started.
+        """
         dropped = 0
+        keep = []
         while True:
             try:
                 item = self._queue.get_nowait()
             except stdqueue.Empty:
-                return dropped
-            if item is not None:
+                break
+            if item is None:
+                continue
+            if item[2].get('active committed'):
+                keep.append(item)
+            else:
                 dropped += 1
+        for item in keep:
+            self._queue.put(item)
+        return dropped
+
+    def idle(self):
+        """How many threads have no job, running or waiting for them."""
+        return max(0, len([t for t in self.threads if t.is_alive()])
+                   - len(self.jobids) - self._queue.qsize())
 
     def stop(self):
         self._size = 0
@@ -185,6 +202,7 @@ class AgentThreadPool:
                 if item is None:
                     return
                 oid, dbname, info = item
+                started = started or info.pop('active committed', False)
                 self.jobids[name] = (ZODB.utils.u64(oid), dbname)
                 handoff.running = oid
                 try:
@@ -639,6 +657,7 @@ class Dispatcher:
                 if pool.getSize() != size:
                     self._grow_db_pool(pool.setSize(size))
                 pool.prefetch = getattr(agent, 'prefetch', 0)
+                idle = pool.idle()
                 while True:
                     job = agent.claimJob()
                     if job is None:
@@ -648,6 +667,12 @@ class Dispatcher:
                     job_id = getId(job)
                     job_info = self._new_job_info(job, queue_name,
                                                   agent_name)
+                    if idle > 0 and job.status == interfaces.ASSIGNED:
+                        # A thread waits for it: start it in this commit
+                        # (ACTIVE before the call, one commit fewer).
+                        job._mark_active()
+                        job_info['active committed'] = True
+                        idle -= 1
                     info['new jobs'].append(job_id)
                     handed.append((pool, (job._p_oid, job_id[1], job_info)))
                 info['len'] = len(agent)
