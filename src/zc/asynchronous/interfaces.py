@@ -274,12 +274,28 @@ class IJob(zope.interface.Interface):
         """
 
 
-class IAgent(zc.queue.interfaces.IQueue):
+class IAgent(zope.interface.Interface):
     """Claims jobs from a queue for one dispatcher, and holds them.
 
     An agent sits in an IDispatcherAgents collection; its jobs are ASSIGNED
-    until they run.
+    until they run.  Jobs enter it only by ``claimJob`` (there is no
+    ``put``); it is a sequence of the jobs it holds.
     """
+
+    def __len__():
+        """How many jobs the agent holds."""
+
+    def __iter__():
+        """Iterate over the jobs held, oldest claim first."""
+
+    def __getitem__(index):
+        """The job held at ``index``."""
+
+    def __bool__():
+        """Whether the agent holds any job."""
+
+    def pull(index=0):
+        """Remove and return the job at ``index``; it loses its parent."""
 
     name = zope.interface.Attribute('The name within the dispatcher agents.')
 
@@ -295,6 +311,10 @@ class IAgent(zc.queue.interfaces.IQueue):
 
     filter = zope.interface.Attribute(
         'None, or a predicate(job) telling which jobs the agent will take.')
+
+    prefetch = zope.interface.Attribute(
+        'How many jobs the agent claims beyond ``size``, to have the next '
+        'one ready (0 by default).')
 
     completed = zope.interface.Attribute(
         'An ICompletedCollection of the jobs this agent finished recently.')
