@@ -65,3 +65,58 @@ def test_concurrent_put_and_claim_on_different_buckets_merge(db, stored):
     finally:
         tm2.abort()
         conn2.close()
+
+
+def _two_connections(db):
+    tms = [transaction.TransactionManager() for _ in range(2)]
+    conns = [db.open(transaction_manager=tm) for tm in tms]
+    return tms, conns
+
+
+def test_a_put_merges_with_the_claim_that_empties_a_short_queue(filedb):
+    # The common case when a dispatcher keeps up: one job waits, the
+    # dispatcher claims it while an application puts the next.  zc.queue's
+    # CompositeQueue makes that a ConflictError; the FIFO merges it.
+    tms, conns = _two_connections(filedb)
+    conns[0].root()['fifo'] = fifo = FIFO()
+    fifo.put('first')
+    tms[0].commit()
+    tms[1].begin()
+    claimer = conns[1].root()['fifo']
+    assert claimer.pull() == 'first'      # empties the only bucket
+    fifo.put('second')                    # and, concurrently, a put
+    tms[1].commit()
+    tms[0].commit()                       # resolves instead of conflicting
+    tms[1].begin()
+    assert list(claimer) == ['second']
+    for conn in conns:
+        conn.close()
+
+
+def test_a_put_into_a_bucket_dropped_meanwhile_still_conflicts(filedb):
+    # A put whose snapshot still sees, as its tail, a bucket that a claim
+    # emptied and dropped must not merge: its item would be lost.
+    tms, conns = _two_connections(filedb)
+    conns[0].root()['fifo'] = fifo = FIFO(compositeSize=2)
+    fifo.put(1)
+    tms[0].commit()
+    tms[1].begin()
+    stale = conns[1].root()['fifo']
+    assert list(stale) == [1]             # the put's snapshot: one bucket
+    fifo.put(2)
+    fifo.put(3)                           # a second bucket
+    tms[0].commit()
+    assert fifo.pull() == 1 and fifo.pull() == 2   # first bucket dropped
+    assert len(fifo._data) == 1
+    tms[0].commit()
+    stale.put('late')                     # into the dropped bucket
+    import ZODB.POSException
+    with pytest.raises(ZODB.POSException.ConflictError):
+        tms[1].commit()
+    tms[1].abort()
+    stale.put('late')                     # retried: lands in the live tail
+    tms[1].commit()
+    tms[0].begin()
+    assert list(fifo) == [3, 'late']
+    for conn in conns:
+        conn.close()
