@@ -730,6 +730,8 @@ def test_quota_names():
     assert job.quota_names == ('gen',)
     with pytest.raises(TypeError, match='^provide an iterable of names$'):
         job.quota_names = 'content catalog'
+    with pytest.raises(TypeError, match='^provide an iterable of names$'):
+        job.quota_names = b'content catalog'
     assert job.quota_names == ('gen',)
     job._status = COMPLETED
     with pytest.raises(BadStatusError):
@@ -896,6 +898,29 @@ def test_deferred_that_errbacks_gives_a_stored_failure(conn, other,
     results = []
     deferred.addBoth(results.append)
     assert results == [None]
+
+
+def return_own_job():
+    return local.getJob()
+
+
+def test_a_job_that_returns_itself_fails_instead_of_waiting(conn):
+    job = store(conn, 'job', Job(return_own_job))
+    result = job()
+    assert job.status == COMPLETED
+    assert result.check(BadStatusError)
+    assert 'cannot wait on itself' in result.getErrorMessage()
+
+
+def test_a_deferred_result_that_cannot_be_stored_becomes_a_failure(
+        conn, deferreds):
+    deferred = deferreds['d'] = twisted.internet.defer.Deferred()
+    job = store(conn, 'job', Job(return_deferred, 'd'))
+    job()
+    deferred.callback(threading.Lock())    # fires with an unpicklable value
+    conn.transaction_manager.begin()
+    assert job.status == COMPLETED          # not ACTIVE for ever
+    assert 'pickle' in job.result.getErrorMessage()
 
 
 def test_deferred_already_fired(conn, deferreds):

@@ -332,7 +332,7 @@ class Job(utils.Base):
 
     @quota_names.setter
     def quota_names(self, value):
-        if isinstance(value, str):
+        if isinstance(value, (str, bytes)):
             raise TypeError('provide an iterable of names')
         status = self.status
         if status not in (NEW, PENDING):
@@ -514,6 +514,9 @@ class Job(utils.Base):
         A job or a Deferred is waited on: the job stays ACTIVE and its
         ``_callback`` receives the end result later.
         """
+        if res is self:
+            raise BadStatusError('a job cannot wait on itself: %r returned '
+                                 'its own job' % (self,))
         if interfaces.IJob.providedBy(res):
             res.addCallback(Job(self._callback))
         elif isinstance(res, twisted.internet.defer.Deferred):
@@ -574,7 +577,18 @@ class Job(utils.Base):
             raise BadStatusError(
                 'can only receive a result on a job with ACTIVE status')
         tm = self._transaction_manager()
-        self._handle_result(res, tm)
+        try:
+            self._handle_result(res, tm)
+        except zc.twist.TransactionError:
+            tm.abort()
+            raise    # the caller (a job or a Partial) retries
+        except BaseException as exc:
+            tm.abort()
+            if zc.twist.is_explosive(exc) or not isinstance(exc, Exception):
+                raise
+            # The result could not be stored (it does not pickle, say):
+            # keep why, rather than waiting for ever.
+            self._store_failure(zc.twist.Failure(), tm)
         if self._status == CALLBACKS:
             self.resumeCallbacks()
 
