@@ -48,3 +48,15 @@ def count_call(n):
     """Count calls in memory: a job called again after a conflict shows."""
     calls[n] = calls.get(n, 0) + 1
     return n
+
+
+def counted_sleep(name, seconds):
+    """Count the call in memory, then sleep: a job that outlives a stop."""
+    calls[name] = calls.get(name, 0) + 1
+    time.sleep(seconds)
+    return 'done'
+
+
+def sleep(seconds):
+    time.sleep(seconds)
+    return seconds

@@ -315,3 +315,127 @@ def test_draining_a_pool_keeps_the_jobs_already_marked_active():
     assert pool.drain() == 1
     assert pool.pending() == [started]
     assert pool.idle() == 0
+
+
+# -- found in review: each of these failed before its fix ----------------
+
+def test_a_conflict_in_the_first_poll_still_joins_the_queue(
+        database, session):
+    # The poll that registers and activates the dispatcher conflicts
+    # (another process claims at the same moment) and is retried: the
+    # retry must join the queue again, agents and all.
+    from twisted.internet.selectreactor import SelectReactor
+    conn, tm, queue = session
+    for attempt in tm.attempts(10):
+        with attempt:
+            queue.put(Job(dispatched.add, 1, 1))
+            queue.put(Job(dispatched.add, 2, 2))
+    dispatcher = zc.asynchronous.dispatcher.Dispatcher(
+        database, reactor=SelectReactor(), uuid=UUID)
+    dispatcher.activate()          # never runs the reactor: polls by hand
+    real = dispatcher._poll_once
+    attempts = []
+
+    def poll_once(info):
+        res = real(info)
+        if not attempts:            # a concurrent claim makes it conflict
+            tm.begin()
+            queue.claim()
+            tm.commit()
+        attempts.append(1)
+        return res
+    dispatcher._poll_once = poll_once
+    try:
+        dispatcher.poll()
+        assert len(attempts) == 2
+        tm.begin()
+        da = queue.dispatchers[UUID]
+        assert da.activated and list(da) == ['main']
+        assert len(queue) == 0      # the retry claimed the other job
+    finally:
+        for pools in dispatcher.queues.values():
+            for pool in pools.values():
+                pool.stop()
+        dispatcher.conn.close()
+        zc.asynchronous.dispatcher.clear()
+
+
+def test_a_job_outliving_the_stop_timeout_is_not_called_twice(
+        database, session):
+    # stop() gives up on a long job: the clean-up fails it, and the
+    # worker's commit then conflicts.  The job must not be called again.
+    dispatched.calls.clear()
+    conn, tm, queue = session
+    dispatcher = zc.asynchronous.configure.start(
+        database, poll_interval=30, uuid=UUID, agent_size=1)
+    dispatcher.stop_timeout = 0.3
+    for attempt in tm.attempts(10):
+        with attempt:
+            job = queue.put(Job(dispatched.counted_sleep, 'long', 1.5))
+    wait_for_start(job)
+    dispatcher.stop()
+    for pool in dispatcher.dead_pools:
+        for thread in pool.threads:
+            thread.join(10)
+    assert dispatched.calls == {'long': 1}
+    tm.begin()
+    assert job.status == interfaces.ACTIVE     # left to its failer
+    (failer,) = list(queue)
+    assert failer.callable == job.fail
+    info = dispatcher.getJobInfo(*zc.asynchronous.dispatcher.getId(job))
+    assert info['reassigned']
+
+
+def test_busy_threads_are_not_counted_idle(database, session):
+    # Every thread of a pool is busy: new jobs are prefetched, not marked
+    # ACTIVE as if a thread were about to run them.
+    conn, tm, queue = session
+    release = dispatched.events.setdefault('busy', __import__(
+        'threading').Event())
+    release.clear()
+    dispatcher = zc.asynchronous.configure.start(
+        database, poll_interval=30, uuid=UUID, agent_size=3, prefetch=2)
+    try:
+        for attempt in tm.attempts(10):
+            with attempt:
+                busy = [queue.put(Job(dispatched.wait_for_event, 'busy', 30))
+                        for _ in range(3)]
+        for job in busy:
+            wait_for_start(job)
+        wait_until(lambda: len(dispatcher.getActiveJobIds()) == 3, 10,
+                   'three threads never showed their jobs')
+        names = {t.name for p in dispatcher.queues[''].values()
+                 for t in p.threads}
+        assert len(names) == 3
+        for attempt in tm.attempts(10):
+            with attempt:
+                late = [queue.put(Job(dispatched.add, n, 1))
+                        for n in range(2)]
+        agent = queue.dispatchers[UUID]['main']
+
+        def prefetched():
+            tm.begin()
+            return len(agent) == 5
+        wait_until(prefetched, 10, 'the late jobs were never prefetched')
+        assert [job.status for job in late] == [interfaces.ASSIGNED] * 2
+        assert [p.idle() for p in dispatcher.queues[''].values()] == [0]
+        release.set()
+        for job in late:
+            assert wait_for_result(job, 10) == job.args[0] + 1
+    finally:
+        release.set()
+        dispatcher.stop()
+
+
+def test_a_stopping_worker_runs_a_handed_job_already_marked_active():
+    # A job the claim marked ACTIVE, taken by another thread's hand-off
+    # whose own mark failed, has started: stopping must not drop it.
+    pool = zc.asynchronous.dispatcher.AgentThreadPool(
+        types.SimpleNamespace(_stopping=True), '', 'main', size=0)
+    handoff = zc.asynchronous.dispatcher._Handoff(pool)
+    started = (b'\0' * 7 + b'\2', 'unnamed', {'active committed': True})
+    handoff.item, handoff.taken = started, True
+    assert handoff.take() == (started, True)
+    unstarted = (b'\0' * 7 + b'\3', 'unnamed', {})
+    handoff.item, handoff.taken = unstarted, True
+    assert handoff.take() == (None, False)   # left for the clean-up

@@ -81,7 +81,8 @@ class _InvalidationWatcher:
     def __init__(self, db, wake):
         self._adapter = getattr(db, '_mvcc_storage', None)
         self._wake = wake
-        self.oids = frozenset()
+        # Until the first poll has read the queues, any commit may matter.
+        self.oids = None
         self.installed = False
         instances = getattr(self._adapter, '_instances', None)
         lock = getattr(self._adapter, '_lock', None)
@@ -91,7 +92,7 @@ class _InvalidationWatcher:
             self.installed = True
 
     def _invalidate(self, tid, oids):
-        if not self.oids.isdisjoint(oids):
+        if self.oids is None or not self.oids.isdisjoint(oids):
             self._wake()
 
     def _invalidateCache(self):
@@ -118,10 +119,12 @@ class AgentThreadPool:
         self.dispatcher = dispatcher
         self.queue_name = queue_name
         self.name = agent_name
-        self.jobids = {}
+        self.jobids = {}          # thread ident -> id of the job it runs
+        self.busy = set()         # idents of threads with a job in hand
         self.threads = []
         self._queue = stdqueue.Queue()
         self._size = 0
+        self._started = 0
         #: The agent's prefetch: how many claimed jobs may wait here.
         self.prefetch = 0
         self.setSize(size)
@@ -136,10 +139,11 @@ class AgentThreadPool:
         self._size = size
         alive = len(self.threads)
         for _ in range(size - alive):
+            self._started += 1
             thread = threading.Thread(
                 target=self._run, daemon=True,
-                name='zc.async worker %s/%s' % (self.queue_name or "''",
-                                                self.name))
+                name='zc.async worker %s/%s #%d' % (
+                    self.queue_name or "''", self.name, self._started))
             self.threads.append(thread)
             thread.start()
         for _ in range(alive - size):
@@ -178,9 +182,12 @@ class AgentThreadPool:
         return dropped
 
     def idle(self):
-        """How many threads have no job, running or waiting for them."""
-        return max(0, len([t for t in self.threads if t.is_alive()])
-                   - len(self.jobids) - self._queue.qsize())
+        """How many threads have no job: none running, none in hand, and
+        none waiting in the pool for them."""
+        with self._queue.mutex:
+            waiting = sum(1 for item in self._queue.queue if item is not None)
+        alive = sum(1 for t in self.threads if t.is_alive())
+        return max(0, alive - len(self.busy) - waiting)
 
     def stop(self):
         self._size = 0
@@ -195,24 +202,28 @@ class AgentThreadPool:
                    handoff=handoff)
         tm = transaction.TransactionManager()
         conn = dispatcher.db.open(transaction_manager=tm)
-        name = threading.current_thread().name
+        ident = threading.get_ident()
         try:
             while True:
                 item, started = handoff.take()
                 if item is None:
                     return
+                self.busy.add(ident)
                 oid, dbname, info = item
                 started = started or info.pop('active committed', False)
-                self.jobids[name] = (ZODB.utils.u64(oid), dbname)
+                self.jobids[ident] = (ZODB.utils.u64(oid), dbname)
                 handoff.running = oid
                 try:
                     dispatcher._run_job(conn, tm, oid, dbname, info, started)
                 finally:
                     handoff.running = None
-                    self.jobids.pop(name, None)
+                    self.jobids.pop(ident, None)
+                    if not handoff.taken:
+                        self.busy.discard(ident)
                     tm.abort()
                     dispatcher._worker_free(self)
         finally:
+            self.busy.discard(ident)
             local._set(dispatcher=None, agent_name=None, job=None,
                        defer_agent_completion=None, handoff=None)
             try:
@@ -246,11 +257,13 @@ class _Handoff:
         if self.taken:
             item, started = self.item, self.committed
             self.item, self.taken, self.committed = None, False, False
-            if (item is not None and not started
-                    and self.pool.dispatcher._stopping):
-                # Claimed, never started: the clean-up puts it back.
-                return None, False
+            if item is not None:
+                started = started or item[2].get('active committed', False)
+                if not started and self.pool.dispatcher._stopping:
+                    # Claimed, never started: the clean-up puts it back.
+                    return None, False
             return item, started
+        self.pool.busy.discard(threading.get_ident())
         return self.pool._queue.get(), False
 
     def start_next(self, job):
@@ -329,6 +342,7 @@ class Dispatcher:
         self.queues = {}      # queue name -> {agent name: AgentThreadPool}
         self.dead_pools = []
         self._activated = set()   # oids of the queues we are activated in
+        self._joining = set()     # ... and of those the current poll joins
         self.polls = collections.deque(maxlen=polls_size)
         self.jobs = collections.OrderedDict()
         self.jobs_size = jobs_size
@@ -400,9 +414,12 @@ class Dispatcher:
     def deactivate(self):
         """Stop polling, let running jobs finish, and leave every queue.
 
-        Must run in the reactor thread (``stop()`` arranges that).  Jobs
-        still running after ``stop_timeout`` seconds are left to the
-        clean-up of a later activation or of a sibling.
+        Must run in the reactor thread (``stop()`` arranges that).  A job
+        still running after ``stop_timeout`` seconds is failed by the
+        clean-up like the job of a dead dispatcher (AbortedError, and its
+        failure callbacks run); its worker, if it ever finishes, finds the
+        job taken from it and drops the result (ReassignedError), so the
+        call is never made twice.
         """
         if not self.activated:
             raise ValueError('not activated')
@@ -586,11 +603,14 @@ class Dispatcher:
         tm = self.conn.transaction_manager
         try:
             for attempt in range(5):
+                # Queues joined in this attempt count once it commits.
+                self._joining = set()
                 try:
                     tm.begin()
                     told = self._tell_agents()
                     handed = self._poll_once(poll_info)
                     tm.commit()
+                    self._activated |= self._joining
                     for _ in told:
                         self._completions.popleft()
                 except zc.twist.TransactionError as exc:
@@ -691,7 +711,8 @@ class Dispatcher:
         da = queue.dispatchers.get(self.UUID)
         if da is None:
             da = queue.dispatchers.register(self.UUID)
-        if queue._p_oid not in self._activated:
+        if (queue._p_oid not in self._activated
+                and queue._p_oid not in self._joining):
             if self.ping_interval is not None:
                 da.ping_interval = datetime.timedelta(
                     seconds=self.ping_interval)
@@ -714,7 +735,7 @@ class Dispatcher:
                     from zc.asynchronous.agent import Agent
                     da[agent_name] = Agent(size=size, prefetch=self.prefetch)
             da.activate()
-            self._activated.add(queue._p_oid)
+            self._joining.add(queue._p_oid)
         return da
 
     def _new_job_info(self, job, queue_name, agent_name):
@@ -751,12 +772,17 @@ class Dispatcher:
                 info['call'] = repr(job)
                 tracelog.info('starting in thread %s: %s', info['thread'],
                               info['call'])
-                if started:
-                    started = False   # a retry must not call it again
-                    result = job._run_active()
-                else:
-                    result = self._call_job(job, tm)
+                run_started, started = started, False  # never twice
+                result = self._call_job(job, tm, run_started)
                 break
+            except interfaces.ReassignedError:
+                tm.abort()
+                info['reassigned'] = True
+                log.error('%s was taken from this worker while it ran (its '
+                          "dispatcher was taken for dead?); the call's "
+                          'result is dropped', info['call'], exc_info=True)
+                info['completed'] = _naive_utcnow()
+                return
             except zc.twist.ClientDisconnected:
                 tm.abort()
                 from zc.asynchronous.job import _wait_for_storage
@@ -788,9 +814,10 @@ class Dispatcher:
         info['result'] = text
         info['completed'] = _naive_utcnow()
 
-    def _call_job(self, job, tm):
+    def _call_job(self, job, tm, started=False):
+        """Call ``job`` (``started``: its ACTIVE is committed already)."""
         try:
-            return job()
+            return job._run_active() if started else job()
         except interfaces.BadStatusError:
             log.error('job already completed? %r', job, exc_info=True)
             tm.abort()

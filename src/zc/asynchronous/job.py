@@ -436,6 +436,9 @@ class Job(utils.Base):
 
     def _run_active(self, *args, **kwargs):
         """Make the call of a job whose ACTIVE status is committed."""
+        if self._status != ACTIVE:
+            raise BadStatusError(
+                'can only run a job whose ACTIVE status is committed')
         tm = self._transaction_manager()
         try:
             self._check_callable()
@@ -475,6 +478,8 @@ class Job(utils.Base):
     def _call_with_retry(self, call, tm):
         attempts = 0
         disconnected_backoff = None
+        started = self._active_start
+        parent = self.parent
         while True:
             try:
                 res = call()
@@ -486,9 +491,11 @@ class Job(utils.Base):
                 tm.abort()
                 disconnected_backoff = _wait_for_storage(
                     self._p_jar, disconnected_backoff)
+                self._check_still_ours(started, parent)
                 continue
             except zc.twist.TransactionError:
                 tm.abort()
+                self._check_still_ours(started, parent)
                 attempts += 1
                 if attempts < MAX_TRANSACTION_ATTEMPTS:
                     log.debug('transaction error %d calling %r; retrying',
@@ -507,6 +514,21 @@ class Job(utils.Base):
         if self._status == CALLBACKS:
             self.resumeCallbacks()
         return res
+
+    def _check_still_ours(self, started, parent):
+        """After an abort, make sure nobody else took this job meanwhile.
+
+        Calling again is right when the conflict was someone else's
+        change elsewhere.  It is wrong when the job itself was taken from
+        this call: failed or put back by the clean-up of a dispatcher that
+        was taken for dead, say.  Then the call's result is dropped and
+        ReassignedError says why.
+        """
+        if (self._status != ACTIVE or self._active_start != started
+                or self.parent is not parent):
+            raise interfaces.ReassignedError(
+                '%r was taken from this call (its status is now %s); its '
+                'result is dropped' % (self, self.status))
 
     def _handle_result(self, res, tm):
         """Store what the callable returned and commit.
