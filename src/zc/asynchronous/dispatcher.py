@@ -861,7 +861,8 @@ class Dispatcher:
 
     def getJobInfo(self, oid, database_name=None):
         if database_name is None:
-            matches = [key for key in self.jobs if key[0] == oid]
+            # A copy: the reactor thread adds to the history meanwhile.
+            matches = [key for key in self.jobs.copy() if key[0] == oid]
             if len(matches) > 1:
                 raise ValueError('ambiguous database name')
             if not matches:
@@ -913,7 +914,7 @@ class Dispatcher:
         """Counts and extremes over the jobs in the in-memory history."""
         started = successful = failed = active = 0
         durations = []
-        for job_id, info in self.jobs.items():
+        for job_id, info in self.jobs.copy().items():
             if queue is not None and info['queue'] != queue:
                 continue
             if agent is not None and info['agent'] != agent:
