@@ -439,3 +439,24 @@ def test_a_stopping_worker_runs_a_handed_job_already_marked_active():
     unstarted = (b'\0' * 7 + b'\3', 'unnamed', {})
     handoff.item, handoff.taken = unstarted, True
     assert handoff.take() == (None, False)   # left for the clean-up
+
+
+def test_a_claim_that_committed_without_a_handover_is_run(
+        dispatcher, session):
+    # A poll's commit that raised (a ZEO disconnect) although it took
+    # effect leaves a job ASSIGNED to this dispatcher's agent, known to no
+    # thread.  A later poll notices it and hands it out.
+    conn, tm, queue = session
+    tm.begin()
+    agent = queue.dispatchers[UUID]['main']
+    dispatcher._wake_pending = True      # keep this put from waking it
+    try:
+        for attempt in tm.attempts(10):
+            with attempt:
+                job = queue.put(Job(dispatched.add, 20, 22))
+                assert agent.claimJob() is job   # claimed behind its back
+    finally:
+        dispatcher._wake_pending = False
+    assert job.status == interfaces.ASSIGNED
+    dispatcher.reactor.callFromThread(dispatcher._poll_now)
+    assert wait_for_result(job) == 42

@@ -216,6 +216,7 @@ class AgentThreadPool:
                 try:
                     dispatcher._run_job(conn, tm, oid, dbname, info, started)
                 finally:
+                    dispatcher._handed.discard(oid)
                     handoff.running = None
                     self.jobids.pop(ident, None)
                     if not handoff.taken:
@@ -360,6 +361,8 @@ class Dispatcher:
         self._completions = collections.deque()
         #: Jobs started in the commit that completed the job before them.
         self.handoffs = 0
+        #: Oids of the jobs handed to worker pools and not finished yet.
+        self._handed = set()
 
     def __repr__(self):
         return '<%s %s>' % (type(self).__name__, self.UUID)
@@ -397,6 +400,7 @@ class Dispatcher:
         self.activated = _naive_utcnow()
         self.polls.clear()
         self.jobs.clear()
+        self._handed.clear()
         self._stopping = False
         self._stopped.clear()
         self._grow_db_pool(1)
@@ -626,6 +630,7 @@ class Dispatcher:
                     poll_info['error'] = zc.twist.Failure()
                     break
                 for pool, item in handed:
+                    self._handed.add(item[0])
                     pool.put(item)
                 break
         finally:
@@ -678,6 +683,17 @@ class Dispatcher:
                     self._grow_db_pool(pool.setSize(size))
                 pool.prefetch = getattr(agent, 'prefetch', 0)
                 idle = pool.idle()
+                for job in list(agent):
+                    # Held by this dispatcher's agent but in no thread nor
+                    # pool: a claim whose commit raised though it took
+                    # effect (a ZEO disconnect at the wrong moment, say).
+                    # Unstarted, it is safe to hand out again.
+                    if (job._p_oid not in self._handed
+                            and job.status == interfaces.ASSIGNED):
+                        job_id = getId(job)
+                        handed.append((pool, (
+                            job._p_oid, job_id[1], self._new_job_info(
+                                job, queue_name, agent_name))))
                 while True:
                     job = agent.claimJob()
                     if job is None:
