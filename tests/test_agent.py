@@ -3,7 +3,6 @@ import datetime
 import uuid
 
 import pytest
-import pytz
 import transaction
 import zope.component
 import zope.interface.verify
@@ -13,7 +12,6 @@ from zc.asynchronous import interfaces, utils
 from zc.asynchronous.agent import Agent, CompletedCollection
 from zc.asynchronous.interfaces import ASSIGNED, COMPLETED, PENDING
 from zc.asynchronous.job import Job
-from zc.asynchronous.queue import Queue, Queues
 
 from conftest import T0  # noqa: E402
 UUID1 = uuid.UUID('d10f43dc-ffdf-11dc-abd4-0017f2c49bdd')

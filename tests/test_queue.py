@@ -16,7 +16,7 @@ import pytz
 import zope.component
 import zope.interface.verify
 
-from zc.asynchronous import instanceuuid, interfaces, utils
+from zc.asynchronous import instanceuuid, interfaces
 from zc.asynchronous.agent import Agent
 from zc.asynchronous.interfaces import (
     ACTIVE, ASSIGNED, CALLBACKS, COMPLETED, NEW, PENDING)

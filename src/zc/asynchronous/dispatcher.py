@@ -26,7 +26,7 @@ import ZODB.POSException
 import ZODB.utils
 
 import zc.twist
-from zc.asynchronous import interfaces, local, utils
+from zc.asynchronous import interfaces, local
 
 log = logging.getLogger('zc.async.events')
 tracelog = logging.getLogger('zc.async.trace')
