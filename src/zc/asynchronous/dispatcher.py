@@ -363,6 +363,7 @@ class Dispatcher:
         self.handoffs = 0
         #: Oids of the jobs handed to worker pools and not finished yet.
         self._handed = set()
+        self._known = set()
 
     def __repr__(self):
         return '<%s %s>' % (type(self).__name__, self.UUID)
@@ -609,6 +610,10 @@ class Dispatcher:
             for attempt in range(5):
                 # Queues joined in this attempt count once it commits.
                 self._joining = set()
+                # Jobs handed out so far, taken before the transaction
+                # begins: a job finished since may still look ASSIGNED in
+                # this transaction's (older) view of the database.
+                self._known = set(self._handed)
                 try:
                     tm.begin()
                     told = self._tell_agents()
@@ -688,7 +693,7 @@ class Dispatcher:
                     # pool: a claim whose commit raised though it took
                     # effect (a ZEO disconnect at the wrong moment, say).
                     # Unstarted, it is safe to hand out again.
-                    if (job._p_oid not in self._handed
+                    if (job._p_oid not in self._known
                             and job.status == interfaces.ASSIGNED):
                         job_id = getId(job)
                         handed.append((pool, (
