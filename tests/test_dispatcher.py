@@ -230,7 +230,7 @@ def test_a_restarted_dispatcher_cleans_up_its_previous_life(
 
 @pytest.mark.parametrize('size, prefetch', [(3, 0), (1, 3)])
 def test_under_load_every_job_is_called_exactly_once(
-        database, session, size, prefetch):
+        database, session, size, prefetch, caplog):
     # Workers complete jobs while the poll claims more: if the two wrote
     # the same objects, conflicts would make jobs run their call again.
     # With prefetch, a worker also starts its next job in the commit that
@@ -260,6 +260,9 @@ def test_under_load_every_job_is_called_exactly_once(
         # before them.
         assert dispatcher.getStatistics()['handed off'] > 150
     dispatcher.stop()
+    # No job was handed to a thread twice.
+    assert not [r for r in caplog.records
+                if 'already completed' in r.getMessage()]
 
 
 def test_prefetched_jobs_wait_in_the_pool_and_go_back_on_stop(
