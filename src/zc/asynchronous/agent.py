@@ -248,8 +248,8 @@ class Agent(utils.Base):
         parent = self.parent
         if parent is None or not parent.activated or parent.dead:
             return None
-        if len(self._data) >= self.size + self.prefetch:
-            return None
+        if self.size <= 0 or len(self._data) >= self.size + self.prefetch:
+            return None   # size 0: paused
         res = self._choose()
         if res is not None:
             res.parent = self

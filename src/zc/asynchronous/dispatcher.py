@@ -225,6 +225,11 @@ class AgentThreadPool:
                     dispatcher._worker_free(self)
         finally:
             self.busy.discard(ident)
+            if (handoff.taken and handoff.item is not None
+                    and not handoff.committed):
+                # The thread dies (an explosive error) holding a job it
+                # took for later: give it back to the pool.
+                self._queue.put(handoff.item)
             local._set(dispatcher=None, agent_name=None, job=None,
                        defer_agent_completion=None, handoff=None)
             try:
@@ -232,6 +237,14 @@ class AgentThreadPool:
                 conn.close()
             except Exception:
                 log.exception('error closing a worker connection')
+
+
+def _held_by(job, info):
+    """Whether ``job`` is still held by the agent that claimed it for us."""
+    agent_oid = info.get('agent oid')
+    parent = job.parent
+    return agent_oid is None or (
+        parent is not None and parent._p_oid == agent_oid)
 
 
 class _Handoff:
@@ -285,10 +298,13 @@ class _Handoff:
         if dbname and dbname != jar.db().database_name:
             jar = jar.get_connection(dbname)
         following = jar.get(oid)
+        if not _held_by(following, info):
+            return   # no longer ours: the worker will drop it
         try:
             following._mark_active()
         except interfaces.BadStatusError:
             return   # started the usual way, which reports the problem
+        self.pool.dispatcher._marks[oid] = following._active_start
 
         def committed(ok):
             self.committed = ok
@@ -364,6 +380,12 @@ class Dispatcher:
         #: Oids of the jobs handed to worker pools and not finished yet.
         self._handed = set()
         self._known = set()
+        #: oid -> the ACTIVE start this dispatcher wrote for a job whose
+        #: call has not begun: such a job has started, and only this
+        #: dispatcher may begin its call.
+        self._marks = {}
+        #: queue oid -> the activation time this dispatcher wrote.
+        self._joined_at = {}
 
     def __repr__(self):
         return '<%s %s>' % (type(self).__name__, self.UUID)
@@ -402,6 +424,8 @@ class Dispatcher:
         self.polls.clear()
         self.jobs.clear()
         self._handed.clear()
+        self._marks.clear()
+        self._joined_at.clear()
         self._stopping = False
         self._stopped.clear()
         self._grow_db_pool(1)
@@ -689,16 +713,27 @@ class Dispatcher:
                 pool.prefetch = getattr(agent, 'prefetch', 0)
                 idle = pool.idle()
                 for job in list(agent):
+                    if job._p_oid in self._known:
+                        continue
                     # Held by this dispatcher's agent but in no thread nor
-                    # pool: a claim whose commit raised though it took
-                    # effect (a ZEO disconnect at the wrong moment, say).
-                    # Unstarted, it is safe to hand out again.
-                    if (job._p_oid not in self._known
-                            and job.status == interfaces.ASSIGNED):
+                    # pool: a commit raised though it took effect (a ZEO
+                    # disconnect at the wrong moment, say).
+                    status = job.status
+                    if status == interfaces.COMPLETED:
+                        agent.jobCompleted(job)   # its notice was lost
+                        continue
+                    started = (status == interfaces.ACTIVE
+                               and self._marks.get(job._p_oid)
+                               == job._active_start)
+                    if status == interfaces.ASSIGNED or started:
+                        # Unstarted, or marked ACTIVE by this dispatcher
+                        # and never called: hand it out (again).
                         job_id = getId(job)
-                        handed.append((pool, (
-                            job._p_oid, job_id[1], self._new_job_info(
-                                job, queue_name, agent_name))))
+                        again = self._new_job_info(
+                            job, queue_name, agent_name)
+                        again['agent oid'] = agent._p_oid
+                        again['active committed'] = started
+                        handed.append((pool, (job._p_oid, job_id[1], again)))
                 while True:
                     job = agent.claimJob()
                     if job is None:
@@ -708,10 +743,12 @@ class Dispatcher:
                     job_id = getId(job)
                     job_info = self._new_job_info(job, queue_name,
                                                   agent_name)
+                    job_info['agent oid'] = agent._p_oid
                     if idle > 0 and job.status == interfaces.ASSIGNED:
                         # A thread waits for it: start it in this commit
                         # (ACTIVE before the call, one commit fewer).
                         job._mark_active()
+                        self._marks[job._p_oid] = job._active_start
                         job_info['active committed'] = True
                         idle -= 1
                     info['new jobs'].append(job_id)
@@ -740,6 +777,12 @@ class Dispatcher:
             if self.ping_death_interval is not None:
                 da.ping_death_interval = datetime.timedelta(
                     seconds=self.ping_death_interval)
+            if (da.activated is not None and da.activated
+                    == self._joined_at.get(queue._p_oid)):
+                # This dispatcher's own activation, whose commit raised
+                # though it took effect: adopt it.
+                self._joining.add(queue._p_oid)
+                return da
             if da.activated:
                 if da.dead:
                     da.deactivate()
@@ -756,6 +799,7 @@ class Dispatcher:
                     from zc.asynchronous.agent import Agent
                     da[agent_name] = Agent(size=size, prefetch=self.prefetch)
             da.activate()
+            self._joined_at[queue._p_oid] = da.activated
             self._joining.add(queue._p_oid)
         return da
 
@@ -793,7 +837,18 @@ class Dispatcher:
                 info['call'] = repr(job)
                 tracelog.info('starting in thread %s: %s', info['thread'],
                               info['call'])
+                if not _held_by(job, info):
+                    log.warning('%s is no longer held by this dispatcher '
+                                '(cleaned up as if it were dead?): skipped',
+                                info['call'])
+                    info['reassigned'] = True
+                    return
+                if (not started and job._status == interfaces.ACTIVE
+                        and self._marks.get(oid) == job._active_start):
+                    started = True   # marked by a commit that raised
                 run_started, started = started, False  # never twice
+                if run_started:
+                    self._marks.pop(oid, None)
                 result = self._call_job(job, tm, run_started)
                 break
             except interfaces.ReassignedError:

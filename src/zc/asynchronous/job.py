@@ -120,6 +120,8 @@ def _wait_for_storage(connection, backoff):
     backoff = initial if backoff is None else min(backoff + step, largest)
     storage = getattr(connection.db(), 'storage', None) if connection else None
     is_connected = getattr(storage, 'is_connected', None)
+    if is_connected is None or is_connected():
+        return backoff
     log.warning('storage disconnected while a job ran; waiting up to %s s',
                 backoff)
     deadline = time.monotonic() + backoff
@@ -491,6 +493,12 @@ class Job(utils.Base):
                 tm.abort()
                 disconnected_backoff = _wait_for_storage(
                     self._p_jar, disconnected_backoff)
+                if (self._status in (CALLBACKS, COMPLETED)
+                        and self._active_start == started
+                        and self.parent is parent):
+                    # The commit took effect; only its answer was lost.
+                    res = self._result
+                    break
                 self._check_still_ours(started, parent)
                 continue
             except zc.twist.TransactionError:
