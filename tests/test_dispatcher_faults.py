@@ -183,3 +183,34 @@ def test_an_agent_of_size_zero_claims_nothing(database, session):
         assert [job.status for job in jobs] == [interfaces.PENDING] * 3
     finally:
         dispatcher.stop()
+
+
+def test_a_job_that_cannot_start_is_not_handed_out_again_and_again(
+        manual, session, monkeypatch, caplog):
+    conn, tm, queue = session
+    attempts = []
+    real = zc.asynchronous.dispatcher.Dispatcher._call_job
+
+    def call_job(self, job, tm, started=False):
+        if job.args and job.args[0] == 'poison':
+            attempts.append(1)
+            raise RuntimeError('cannot even start')
+        return real(self, job, tm, started)
+    monkeypatch.setattr(zc.asynchronous.dispatcher.Dispatcher, '_call_job',
+                        call_job)
+    # Claims leave jobs ASSIGNED (no thread counts as idle), so the poison
+    # job stays ASSIGNED when its start fails.
+    monkeypatch.setattr(zc.asynchronous.dispatcher.AgentThreadPool, 'idle',
+                        lambda self: 0)
+    dispatcher = manual(agents={'main': 1})
+    (poison,) = put(tm, queue, (dispatched.counted_sleep, 'poison', 0))
+    dispatcher.poll()
+    wait_until(lambda: attempts, 5, 'the job was never tried')
+    wait_until(lambda: not dispatcher._handed, 5, 'the worker never gave up')
+    for _ in range(3):                          # more polls, more chances
+        dispatcher.poll()
+        time.sleep(0.1)
+    assert attempts == [1]
+    tm.begin()
+    assert poison.status == interfaces.ASSIGNED  # for a restart to retry
+    assert [r for r in caplog.records if 'left alone' in r.getMessage()]

@@ -386,6 +386,8 @@ class Dispatcher:
         self._marks = {}
         #: queue oid -> the activation time this dispatcher wrote.
         self._joined_at = {}
+        #: oids of jobs that failed to start for unexpected reasons.
+        self._broken = set()
 
     def __repr__(self):
         return '<%s %s>' % (type(self).__name__, self.UUID)
@@ -426,6 +428,7 @@ class Dispatcher:
         self._handed.clear()
         self._marks.clear()
         self._joined_at.clear()
+        self._broken.clear()
         self._stopping = False
         self._stopped.clear()
         self._grow_db_pool(1)
@@ -713,7 +716,7 @@ class Dispatcher:
                 pool.prefetch = getattr(agent, 'prefetch', 0)
                 idle = pool.idle()
                 for job in list(agent):
-                    if job._p_oid in self._known:
+                    if job._p_oid in self._known or job._p_oid in self._broken:
                         continue
                     # Held by this dispatcher's agent but in no thread nor
                     # pool: a commit raised though it took effect (a ZEO
@@ -870,11 +873,15 @@ class Dispatcher:
                 time.sleep(0.01)
             except Exception:
                 tm.abort()
-                log.critical('unexpected error running job %r',
+                log.critical('unexpected error running job %r; it is left '
+                             'alone until this dispatcher restarts',
                              info['call'], exc_info=True)
                 info['failed'] = True
                 info['result'] = zc.twist.Failure().getTraceback()
                 info['completed'] = _naive_utcnow()
+                # Do not hand it out again and again (it may not even
+                # load); a restart, or a sibling's clean-up, retries it.
+                self._broken.add(oid)
                 return
         if isinstance(result, zc.twist.Failure):
             info['failed'] = True
