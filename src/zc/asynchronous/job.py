@@ -29,14 +29,14 @@ import persistent.list
 import persistent.mapping
 import transaction.interfaces
 import ZODB.broken
-import twisted.internet.defer
-import twisted.python.failure
+from twisted.internet.defer import Deferred
+from twisted.python.failure import Failure as TwistedFailure
 import zc.queue
 import zope.component
 import zope.interface
 
 import zc.twist
-from zc.asynchronous import interfaces, local, utils
+from zc.asynchronous import interfaces, jobstate, local, utils
 from zc.asynchronous.interfaces import (
     ACTIVE, ASSIGNED, CALLBACKS, COMPLETED, NEW, PENDING, BadStatusError)
 
@@ -67,7 +67,7 @@ def completeStartedJobArguments(job, result):
     job failed (its worker died, say), a success or failure job that was
     ACTIVE is failed and one that was in CALLBACKS resumes them.
     """
-    if isinstance(result, twisted.python.failure.Failure):
+    if isinstance(result, TwistedFailure):
         for argument in job.args:
             if interfaces.IJob.providedBy(argument):
                 if argument.status == ACTIVE:
@@ -189,6 +189,9 @@ class Job(utils.Base):
     _quota_names = ()
     key = None
     assignerUUID = None
+    # See zc.asynchronous.jobstate: kept inline, or made when first changed.
+    _args = ()
+    _kwargs = None
 
     def __init__(*args, **kwargs):
         if not args:
@@ -196,11 +199,27 @@ class Job(utils.Base):
         self, args = args[0], args[1:]
         if not args:
             raise TypeError('Job() needs a callable as its first argument')
-        self.args = persistent.list.PersistentList(args[1:])
+        stored = args[1:]
+        if stored:
+            self._args = (stored if jobstate.inline_sequence(stored)
+                          else persistent.list.PersistentList(stored))
         self.callable = args[0]
-        self.kwargs = persistent.mapping.PersistentMapping(kwargs)
+        if kwargs:
+            self._kwargs = (kwargs if jobstate.inline_mapping(kwargs)
+                            else persistent.mapping.PersistentMapping(kwargs))
         self.callbacks = zc.queue.PersistentQueue()
         self.annotations = BTrees.OOBTree.OOBTree()
+
+    #: Where jobs stored by earlier versions kept their containers.
+    _OLD_NAMES = (('args', '_args'), ('kwargs', '_kwargs'))
+
+    def __setstate__(self, state):
+        if 'args' in state:
+            state = dict(state)
+            for old, new in self._OLD_NAMES:
+                if old in state:
+                    state[new] = state.pop(old)
+        super().__setstate__(state)
 
     def __getstate__(self):
         state = super().__getstate__()
@@ -211,11 +230,61 @@ class Job(utils.Base):
                 root.__module__, root.__name__)
         return state
 
+    # -- arguments (see jobstate) -----------------------------------------
+
+    @property
+    def args(self):
+        stored = self._args
+        if isinstance(stored, tuple):
+            return jobstate.ArgsView(self)
+        return stored
+
+    @args.setter
+    def args(self, values):
+        if isinstance(values, jobstate.ArgsView) and values._job is self:
+            return   # ``job.args += ...`` changed the arguments in place
+        if not isinstance(values, persistent.list.PersistentList):
+            values = tuple(values)
+            if not jobstate.inline_sequence(values):
+                values = persistent.list.PersistentList(values)
+        self._args = values
+
+    def _own_args(self):
+        if isinstance(self._args, tuple):
+            self._args = persistent.list.PersistentList(self._args)
+        return self._args
+
+    @property
+    def kwargs(self):
+        stored = self._kwargs
+        if stored is None or type(stored) is dict:
+            return jobstate.KwargsView(self)
+        return stored
+
+    @kwargs.setter
+    def kwargs(self, mapping):
+        if isinstance(mapping, jobstate.KwargsView) and mapping._job is self:
+            return
+        if not isinstance(mapping, persistent.mapping.PersistentMapping):
+            mapping = dict(mapping)
+            if not jobstate.inline_mapping(mapping):
+                mapping = persistent.mapping.PersistentMapping(mapping)
+        self._kwargs = mapping or None
+
+    def _own_kwargs(self):
+        stored = self._kwargs
+        if stored is None or type(stored) is dict:
+            self._kwargs = persistent.mapping.PersistentMapping(stored or {})
+        return self._kwargs
+
     @classmethod
     def bind(klass, *args, **kwargs):
         """Make a job that passes itself as the callable's first argument."""
         res = klass(*args, **kwargs)
-        res.args.insert(0, res)
+        if isinstance(res._args, tuple):
+            res._args = (res,) + res._args   # the job is a reference
+        else:
+            res._args.insert(0, res)
         return res
 
     # -- what the job is --------------------------------------------------
@@ -236,7 +305,8 @@ class Job(utils.Base):
             raise TypeError('a job needs a callable, not %r' % (value,))
         root, name = _decompose(value)
         self._callable_root = root
-        self._callable_name = name
+        if name is not None or '_callable_name' in self.__dict__:
+            self._callable_name = name   # not stored when None (the default)
         if (root is not self and interfaces.IJob.providedBy(root)
                 and root.parent is None):
             # The wrapper job (``Job(orphan.resumeCallbacks)``) becomes the
@@ -277,13 +347,15 @@ class Job(utils.Base):
                 return ob
         return None
 
+    # Kept as utils.dt_to_micros ints (see there); compared as stored.
+
     @property
     def active_start(self):
-        return self._active_start
+        return utils.micros_to_dt(self._active_start)
 
     @property
     def active_end(self):
-        return self._active_end
+        return utils.micros_to_dt(self._active_end)
 
     @property
     def initial_callbacks_end(self):
@@ -354,9 +426,9 @@ class Job(utils.Base):
             call = utils.custom_repr(self._callable_root)
             if self._callable_name is not None:
                 call += ' :' + self._callable_name
-            parts = [utils.custom_repr(a) for a in self.args]
+            parts = [utils.custom_repr(a) for a in self._args]
             parts.extend('%s=%s' % (k, utils.custom_repr(v))
-                         for k, v in self.kwargs.items())
+                         for k, v in (self._kwargs or {}).items())
             return '<%s ``%s(%s)``>' % (
                 utils.custom_repr(self), call, ', '.join(parts))
         except Exception:
@@ -421,7 +493,7 @@ class Job(utils.Base):
         except BaseException:
             tm.abort()
             raise
-        return self._run_active(*args, **kwargs)
+        return self._run_started(tm, args, kwargs)
 
     def _mark_active(self):
         """Check that the job may start and make it ACTIVE, uncommitted.
@@ -434,14 +506,18 @@ class Job(utils.Base):
             raise BadStatusError(
                 'can only call a job with NEW or ASSIGNED status')
         self._status = ACTIVE
-        self._active_start = utils.now()
+        self._active_start = utils.dt_to_micros(utils.now())
 
     def _run_active(self, *args, **kwargs):
         """Make the call of a job whose ACTIVE status is committed."""
+        return self._run_started(None, args, kwargs)
+
+    def _run_started(self, tm, args, kwargs):
         if self._status != ACTIVE:
             raise BadStatusError(
                 'can only run a job whose ACTIVE status is committed')
-        tm = self._transaction_manager()
+        if tm is None:
+            tm = self._transaction_manager()
         try:
             self._check_callable()
         except Exception:
@@ -450,9 +526,9 @@ class Job(utils.Base):
             if self._status == CALLBACKS:
                 self.resumeCallbacks()
             return failure
-        effective_args = list(self.args)
+        effective_args = list(self._args)
         effective_args.extend(args)
-        effective_kwargs = dict(self.kwargs)
+        effective_kwargs = dict(self._kwargs or ())
         effective_kwargs.update(kwargs)
         previous = local.getJob()
         local._set(job=self)
@@ -549,18 +625,18 @@ class Job(utils.Base):
                                  'its own job' % (self,))
         if interfaces.IJob.providedBy(res):
             res.addCallback(Job(self._callback))
-        elif isinstance(res, twisted.internet.defer.Deferred):
+        elif isinstance(res, Deferred):
             res.addBoth(zc.twist.Partial(self._callback))
         else:
             self._set_result(res)
         tm.commit()
 
     def _set_result(self, res):
-        if isinstance(res, twisted.python.failure.Failure):
+        if isinstance(res, TwistedFailure):
             res = zc.twist.sanitize(res)
         self._result = res
         self._status = CALLBACKS
-        self._active_end = utils.now()
+        self._active_end = utils.dt_to_micros(utils.now())
         if len(self.callbacks) == 0:
             # Nothing to call back: complete in the same commit.
             self._complete()

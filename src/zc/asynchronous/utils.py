@@ -13,11 +13,44 @@ log = logging.getLogger('zc.async.events')
 tracelog = logging.getLogger('zc.async.trace')
 
 EPOCH_MAX = datetime.datetime.max
+_UTC = datetime.timezone.utc
+
+
+EPOCH = datetime.datetime(1970, 1, 1, tzinfo=pytz.UTC)
+_MICROSECOND = datetime.timedelta(microseconds=1)
+
+
+def dt_to_micros(dt):
+    """An aware datetime as whole microseconds since the epoch (UTC).
+
+    Jobs keep their start and end times this way: an int pickles in a
+    fraction of the time a datetime with its tzinfo takes, and a job is
+    written several times in its life.
+
+    >>> t = datetime.datetime(2006, 8, 10, 15, 44, 22, 211, pytz.UTC)
+    >>> dt_to_micros(t)
+    1155224662000211
+    >>> micros_to_dt(dt_to_micros(t)) == t
+    True
+    """
+    return (dt - EPOCH) // _MICROSECOND
+
+
+def micros_to_dt(value):
+    """The aware (pytz UTC) datetime of ``dt_to_micros``; None stays None.
+
+    A datetime (as jobs stored by earlier versions hold) is returned as it
+    is.
+    """
+    if value is None or isinstance(value, datetime.datetime):
+        return value
+    return EPOCH + datetime.timedelta(microseconds=value)
 
 
 def now():
-    """The current time as a timezone-aware UTC datetime."""
-    return datetime.datetime.now(pytz.UTC)
+    """The current time as a timezone-aware UTC datetime (pytz's UTC)."""
+    # The stdlib's UTC converts in C; pytz's fromutc is Python code.
+    return datetime.datetime.now(_UTC).replace(tzinfo=pytz.UTC)
 
 
 class Base(persistent.Persistent):
