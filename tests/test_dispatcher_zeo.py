@@ -134,3 +134,27 @@ def test_a_zeo_disconnect_pauses_the_dispatcher_until_the_server_is_back(
     (second,) = put(tm, queue, (jobfuncs.record, 2))
     assert wait_for_result(second, 60) == 2
     assert worker.poll() is None
+
+
+def test_every_put_wakes_the_dispatcher_in_time(client):
+    """A commit wakes the dispatcher as soon as its invalidation arrives,
+    while ZEO's I/O thread is still telling the other connections.  A poll
+    that synced at that moment saw the database without the new job, and
+    the job then waited for the next commit or poll_interval (here 60 s):
+    about one put in five did.  Now the poll waits (briefly) until its
+    view includes the commit that woke it."""
+    import uuid
+    addr, db, conn, tm = client
+    other = ZODB.DB(ZEO.ClientStorage.ClientStorage(addr, wait_timeout=20))
+    dispatcher = zc.asynchronous.configure.start(
+        other, poll_interval=60, agent_size=1, uuid=uuid.uuid4())
+    try:
+        from zc.asynchronous import testing
+        testing.wait_for_poll(dispatcher, seconds=20)
+        queue = getDefaultQueue(conn)
+        for n in range(25):
+            job, = put(tm, queue, (jobfuncs.record, n))
+            assert wait_for_result(job, seconds=10) == n
+    finally:
+        dispatcher.stop()
+        other.close()

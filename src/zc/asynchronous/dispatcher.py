@@ -76,13 +76,25 @@ class _InvalidationWatcher:
     The watcher joins those instances and calls ``wake`` when a watched
     object changed.  Storages that are MVCC themselves (RelStorage) give no
     such hook: the dispatcher then relies on polling alone.
+
+    On a storage that can prefetch (a ZEO client), a commit that wakes the
+    dispatcher also has its objects (the new job, its queue bucket...)
+    loaded into the client cache at once, in one batch of round trips
+    begun before the poll starts, instead of one round trip after the
+    other as the poll and the worker come to each object.
     """
+
+    #: Commits that changed more objects than this are not prefetched.
+    PREFETCH_LIMIT = 64
 
     def __init__(self, db, wake):
         self._adapter = getattr(db, '_mvcc_storage', None)
         self._wake = wake
+        self._prefetch = getattr(db.storage, 'prefetch', None)
         # Until the first poll has read the queues, any commit may matter.
         self.oids = None
+        #: The newest commit that woke the dispatcher.
+        self.tid = None
         self.installed = False
         instances = getattr(self._adapter, '_instances', None)
         lock = getattr(self._adapter, '_lock', None)
@@ -93,7 +105,31 @@ class _InvalidationWatcher:
 
     def _invalidate(self, tid, oids):
         if self.oids is None or not self.oids.isdisjoint(oids):
+            if (self._prefetch is not None and self.oids is not None
+                    and len(oids) <= self.PREFETCH_LIMIT):
+                try:
+                    # As a connection that syncs now will load them: so
+                    # that its loads join the requests in flight.
+                    self._prefetch(
+                        list(oids),
+                        ZODB.utils.p64(ZODB.utils.u64(tid) + 1))
+                except Exception:
+                    log.debug('prefetch failed', exc_info=True)
+            if self.tid is None or tid > self.tid:
+                self.tid = tid
             self._wake()
+
+    def view_is_older(self, conn):
+        """Whether ``conn``'s view of the database misses the commit that
+        woke the dispatcher last.
+
+        The watcher hears of a commit while the storage is still telling
+        the others (ZEO does it in its I/O thread): a poll that syncs at
+        that moment may see the database as it was before.
+        """
+        start = getattr(conn._storage, '_start', None)   # MVCC adapter
+        return (self.tid is not None and isinstance(start, bytes)
+                and start <= self.tid)
 
     def _invalidateCache(self):
         self._wake()
@@ -643,6 +679,7 @@ class Dispatcher:
                 self._known = set(self._handed)
                 try:
                     tm.begin()
+                    self._catch_up(tm)
                     told = self._tell_agents()
                     handed = self._poll_once(poll_info)
                     tm.commit()
@@ -673,6 +710,22 @@ class Dispatcher:
             if len(self.polls) < 2 or self.polls[1] != poll_info:
                 tracelog.debug('poll %s: %r', poll_info.key, poll_info)
         return poll_info
+
+    #: How long a poll waits for its view to include the commit that woke
+    #: it (see ``_InvalidationWatcher.view_is_older``).
+    CATCH_UP_SECONDS = 0.05
+
+    def _catch_up(self, tm):
+        watcher = self._watcher
+        if watcher is None or not watcher.view_is_older(self.conn):
+            return
+        deadline = time.monotonic() + self.CATCH_UP_SECONDS
+        while time.monotonic() < deadline:
+            time.sleep(0.0002)
+            tm.begin()
+            if not watcher.view_is_older(self.conn):
+                return
+        log.debug('poll view still older than the commit that woke it')
 
     def _poll_once(self, poll_info):
         """The work of a poll inside its transaction; returns the handovers.

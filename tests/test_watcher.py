@@ -1,0 +1,84 @@
+"""The dispatcher's invalidation watcher: wake-ups, prefetch, catch-up."""
+import threading
+
+import ZODB.utils
+
+from zc.asynchronous.dispatcher import _InvalidationWatcher
+
+
+class FakeStorage:
+    def __init__(self):
+        self.prefetched = []
+
+    def prefetch(self, oids, tid):
+        self.prefetched.append((sorted(oids), tid))
+
+
+class FakeAdapter:
+    def __init__(self):
+        self._instances = set()
+        self._lock = threading.Lock()
+
+
+class FakeDB:
+    def __init__(self, storage):
+        self.storage = storage
+        self._mvcc_storage = FakeAdapter()
+
+
+class FakeConn:
+    def __init__(self, start):
+        self._storage = type('Instance', (), {'_start': start})()
+
+
+def p(n):
+    return ZODB.utils.p64(n)
+
+
+def make(storage=None):
+    wakes = []
+    db = FakeDB(storage or FakeStorage())
+    watcher = _InvalidationWatcher(db, lambda: wakes.append(1))
+    assert watcher in db._mvcc_storage._instances
+    return watcher, db.storage, wakes
+
+
+def test_wakes_on_watched_objects_only():
+    watcher, storage, wakes = make()
+    watcher._invalidate(p(5), [p(1)])        # before the first poll: any
+    assert len(wakes) == 1
+    watcher.oids = frozenset([p(1)])
+    watcher._invalidate(p(6), [p(2)])
+    assert len(wakes) == 1
+    watcher._invalidate(p(7), [p(2), p(1)])
+    assert len(wakes) == 2
+    assert watcher.tid == p(7)
+
+
+def test_prefetches_the_commit_that_wakes_as_a_new_view_will_load_it():
+    watcher, storage, wakes = make()
+    watcher.oids = frozenset([p(1)])
+    watcher._invalidate(p(10), [p(1), p(3)])
+    watcher._invalidate(p(11), [p(4)])       # not watched: no prefetch
+    big = [p(n) for n in range(1, watcher.PREFETCH_LIMIT + 2)]
+    watcher._invalidate(p(12), big)           # too many objects
+    assert storage.prefetched == [([p(1), p(3)], p(11))]
+    assert len(wakes) == 2
+
+
+def test_storages_without_prefetch_still_wake():
+    watcher, storage, wakes = make(storage=object())
+    watcher.oids = frozenset([p(1)])
+    watcher._invalidate(p(10), [p(1)])
+    assert wakes == [1]
+
+
+def test_a_view_that_misses_the_waking_commit_is_older():
+    watcher, storage, wakes = make()
+    assert not watcher.view_is_older(FakeConn(p(5)))   # nothing woke it
+    watcher._invalidate(p(10), [p(1)])
+    assert watcher.view_is_older(FakeConn(p(10)))      # sees up to 9
+    assert not watcher.view_is_older(FakeConn(p(11)))  # sees 10
+    assert not watcher.view_is_older(FakeConn(None))   # not an MVCC view
+    watcher._invalidate(p(8), [p(1)])                  # out of order
+    assert watcher.tid == p(10)
