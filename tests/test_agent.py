@@ -215,6 +215,25 @@ class TestHolding:
         with pytest.raises(ValueError):
             agent.jobCompleted(job)  # not held any more
 
+    def test_a_keyed_job_is_not_written_again(self, queue, da, clock):
+        """A dispatcher's worker gives the job its key in its final commit;
+        the poll that files the job then leaves the job's record alone."""
+        da['main'] = agent = Agent()
+        job = queue.put(Job(noop))
+        agent.claimJob()
+        job.key = utils.dt_to_long(T0) + 15
+        commit(queue)
+        agent.jobCompleted(job)
+        assert not job._p_changed
+        assert agent.completed.first() is job and job.parent is agent
+        # Two jobs of one instant: the second moves down a slot.
+        other = queue.put(Job(noop))
+        agent.claimJob()
+        other.key = job.key
+        commit(queue)
+        agent.jobCompleted(other)
+        assert other.key == job.key - 1 and other._p_changed
+
 
 class TestCompleted:
 

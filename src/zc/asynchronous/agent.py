@@ -60,15 +60,24 @@ class CompletedCollection(persistent.Persistent):
         self._length = BTrees.Length.Length(0)
 
     def add(self, job):
-        """Keep ``job``; set its ``key`` (its completion time) and parent."""
+        """Keep ``job``; set its ``key`` (its completion time, unless it has
+        one) and its parent (the agent)."""
         if self.__parent__ is None:
             raise ValueError('a completed collection needs a __parent__')
         now = utils.now()
-        key = utils.dt_to_long(now) + 15
+        key = job.key
+        if key is None:
+            key = utils.dt_to_long(now) + 15
         while key in self._data:
             key -= 1
-        job.key = key
-        job.parent = self.__parent__
+        # Only what changes is set: a dispatcher's worker already gave the
+        # job its key in its final commit, and the job, held by this
+        # collection's agent, has it as its parent already; then the job
+        # is not written again.
+        if job.key != key:
+            job.key = key
+        if job.parent is not self.__parent__:
+            job.parent = self.__parent__
         self._data[key] = job
         self._length.change(1)
         self._prune(now)
@@ -264,7 +273,7 @@ class Agent(utils.Base):
 
     def jobCompleted(self, job):
         """Move ``job`` from the agent into ``completed``."""
-        self.remove(job)
+        self._data.pull(self.index(job))   # its parent stays this agent
         self.completed.add(job)
 
     def __repr__(self):

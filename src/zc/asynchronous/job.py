@@ -651,6 +651,9 @@ class Job(utils.Base):
             # conflict would make the worker call its job again.
             defer = local._get('defer_agent_completion')
             if defer is not None:
+                # The key the completed collection files the job under,
+                # set now so that the poll need not write the job again.
+                self.key = utils.dt_to_long(utils.now()) + 15
                 defer(self, parent)
             else:
                 parent.jobCompleted(self)
