@@ -71,15 +71,24 @@ def target_rows(rows):
                 return row
         return None
     out = []
+    # The storages' own floors (zcbench.floors), said beside the targets.
+    floors = {'zc FileStorage embedded': ('floor FileStorage', 'e2e jobs/s'),
+              'zc ZEO 2 processes': ('floor ZEO', 'paced put->start p50')}
     for case in ('zc FileStorage embedded', 'zc ZEO 2 processes'):
+        floor = find('2', *floors[case])
+        floor_note = ''
+        if floor is not None and floor.value is not None:
+            floor_note = '; the storage floor: %s %s' % (
+                common.fmt_number(floor.value), floor.unit)
         e2e = find('2', case, 'e2e jobs/s')
         huey = find('2', 'Huey SqliteHuey', 'e2e jobs/s')
         if e2e is not None and huey is not None and huey.value:
             met = e2e.value >= huey.value
             out.append(Row('targets', case, 'e2e >= Huey', e2e.ratio, 'x',
-                           note='%s: %.0f vs %.0f jobs/s'
+                           note='%s: %.0f vs %.0f jobs/s%s'
                            % ('met' if met else 'NOT met', e2e.value,
-                              huey.value)))
+                              huey.value, floor_note if case.startswith(
+                                  'zc File') else '')))
         for metric, label in (('put->start p50', 'live'),
                               ('paced put->start p50', 'paced')):
             p50 = find('2', case, metric)
@@ -88,7 +97,9 @@ def target_rows(rows):
                 out.append(Row('targets', case,
                                'p50 put->start <= 5 ms, %s' % label,
                                p50.value, 'ms',
-                               note='met' if met else 'NOT met'))
+                               note=('met' if met else 'NOT met') + (
+                                   floor_note if label == 'paced'
+                                   and case.startswith('zc ZEO') else '')))
     for case in ('MappingStorage', 'FileStorage'):
         job = find('1', case, 'job (1 callback)')
         if job is not None and job.ratio is not None:

@@ -28,6 +28,9 @@ REQUIRED = [
     for metric in ('enqueue/s', 'drain/s', 'e2e jobs/s', 'put->start p50',
                    'put->start p99', 'put->done p50', 'put->done p99')
 ] + [
+    ('2', 'floor FileStorage', 'e2e jobs/s'),
+    ('2', 'floor ZEO', 'paced put->start p50'),
+] + [
     ('3', '100 pending', 'put + commit'),
     ('3', '100 pending', 'claim + commit'),
     ('3', '1,000 pending', 'put + commit'),

@@ -20,7 +20,7 @@ BENCH_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 #: Jobs each zc.asynchronous agent claims beyond its worker threads (the
 #: dispatcher's ``prefetch``): a worker that finishes finds the next job
 #: waiting, and one poll commit claims several jobs.
-PREFETCH = 4
+PREFETCH = 16
 
 
 class Row:

@@ -485,4 +485,11 @@ def measure(n, folder, peers=True, workers=1):
             except Exception as exc:
                 results.append((case, None, 'FAILED: %s' % (exc,)))
                 print('%s failed: %r' % (case, exc), file=sys.stderr)
-    return rows_for(results), results
+    from zcbench import floors
+    huey = None
+    for case, runs, note in results:
+        if case == 'Huey SqliteHuey' and runs is not None:
+            huey = summary(runs['backlog'], runs['live'], runs['paced'])
+    sub = os.path.join(folder, 'floors')
+    os.mkdir(sub)
+    return rows_for(results) + floors.measure(n, sub, huey), results
