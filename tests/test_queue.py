@@ -409,6 +409,34 @@ class TestClaim:
             assert job.parent is None
         assert queue.claim() is None
 
+    def test_claims_leave_the_put_counter_alone(self, queue):
+        """A claim changes the taken counter, a put the put counter: a
+        process that only puts has nothing of the claims' to reload (and
+        over ZEO each reload is a round trip)."""
+        jobs = [queue.put(Job(noop, i)) for i in range(3)]
+        commit(queue)
+        put_serial = queue._length._p_serial
+        taken_serial = queue._taken._p_serial
+        assert queue.claim() is jobs[0]
+        commit(queue)
+        assert queue._length._p_serial == put_serial
+        assert queue._taken._p_serial != taken_serial
+        assert len(queue) == 2
+        taken_serial = queue._taken._p_serial
+        queue.put(Job(noop))
+        commit(queue)
+        assert queue._taken._p_serial == taken_serial
+        assert len(queue) == 3
+
+    def test_queues_made_before_the_taken_counter_still_count(self, queue):
+        del queue.__dict__['_taken']   # as a queue stored by 2.0.0.dev0
+        queue._p_changed = True
+        jobs = [queue.put(Job(noop, i)) for i in range(2)]
+        assert len(queue) == 2
+        assert queue.claim() is jobs[0] and len(queue) == 1
+        queue.remove(jobs[1])
+        assert len(queue) == 0 and not queue
+
     def test_future_jobs_wait(self, queue, clock):
         job = queue.put(Job(noop), begin_after=T0 + datetime.timedelta(
             minutes=1))

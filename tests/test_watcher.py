@@ -82,3 +82,19 @@ def test_a_view_that_misses_the_waking_commit_is_older():
     assert not watcher.view_is_older(FakeConn(None))   # not an MVCC view
     watcher._invalidate(p(8), [p(1)])                  # out of order
     assert watcher.tid == p(10)
+
+
+def test_no_prefetch_nor_wake_when_the_dispatcher_does_not_want_one():
+    """Every pool stocked, say: the commit's objects are not loaded now
+    (the next put would only change them again)."""
+    storage = FakeStorage()
+    wakes = []
+    wanted = [False]
+    watcher = _InvalidationWatcher(FakeDB(storage), lambda: wakes.append(1),
+                                   lambda: wanted[0])
+    watcher.oids = frozenset([p(1)])
+    watcher._invalidate(p(10), [p(1)])
+    assert wakes == [] and storage.prefetched == [] and watcher.tid is None
+    wanted[0] = True
+    watcher._invalidate(p(11), [p(1)])
+    assert wakes == [1] and storage.prefetched == [([p(1)], p(12))]

@@ -87,9 +87,11 @@ class _InvalidationWatcher:
     #: Commits that changed more objects than this are not prefetched.
     PREFETCH_LIMIT = 64
 
-    def __init__(self, db, wake):
+    def __init__(self, db, wake, wanted=None):
         self._adapter = getattr(db, '_mvcc_storage', None)
         self._wake = wake
+        #: Asked before waking (and prefetching): None means always.
+        self._wanted = wanted
         self._prefetch = getattr(db.storage, 'prefetch', None)
         # Until the first poll has read the queues, any commit may matter.
         self.oids = None
@@ -105,6 +107,8 @@ class _InvalidationWatcher:
 
     def _invalidate(self, tid, oids):
         if self.oids is None or not self.oids.isdisjoint(oids):
+            if self._wanted is not None and not self._wanted():
+                return
             if (self._prefetch is not None and self.oids is not None
                     and len(oids) <= self.PREFETCH_LIMIT):
                 try:
@@ -470,7 +474,8 @@ class Dispatcher:
         self._grow_db_pool(1)
         self.conn = self.db.open(
             transaction_manager=transaction.TransactionManager())
-        self._watcher = _InvalidationWatcher(self.db, self._wake_on_change)
+        self._watcher = _InvalidationWatcher(
+            self.db, self._wake_threadsafe, self._wants_wake)
         self.reactor.callWhenRunning(self._poll_now)
         self.reactor.addSystemEventTrigger(
             'before', 'shutdown', self._shutdown_trigger)
@@ -583,8 +588,9 @@ class Dispatcher:
         except Exception:
             self._wake_pending = False
 
-    def _wake_on_change(self):
-        """A commit changed a queue: poll, unless it is this poll's own.
+    def _wants_wake(self):
+        """Whether a commit that changed a queue should wake a poll: not
+        when it is this poll's own.
 
         The commit of a poll (its claims) changes the queue too, and its
         invalidation is delivered in the committing thread, during the
@@ -593,10 +599,9 @@ class Dispatcher:
         other threads and processes still wake the dispatcher.
         """
         if self._polling and threading.get_ident() == self._poll_thread:
-            return
-        if self._pools_stocked():
-            return   # every pool has jobs waiting: a worker will wake us
-        self._wake_threadsafe()
+            return False
+        # When every pool has jobs waiting, a worker will wake us.
+        return not self._pools_stocked()
 
     def _pools_stocked(self):
         """Whether every worker pool holds more waiting jobs than its

@@ -547,12 +547,19 @@ class Queue(utils.Base):
     """
 
     name = None
+    #: How many jobs were taken out (claimed, pulled, removed): a counter
+    #: of its own, so that a claim and a put change different objects, and
+    #: a process that only puts never has to reload what claims change.
+    #: ``_length`` counts what came in.  (None in queues made before it:
+    #: they count both ways in ``_length``.)
+    _taken = None
 
     def __init__(self):
         self._queue = FIFO()
         self._putback_queue = FIFO()
         self._held = BTrees.OOBTree.OOBTree()
         self._length = BTrees.Length.Length(0)
+        self._taken = BTrees.Length.Length(0)
         self.quotas = Quotas()
         self.quotas.parent = self
         self.dispatchers = Dispatchers()
@@ -672,13 +679,17 @@ class Queue(utils.Base):
             self._queue.pull(position)
         else:
             del self._held[position]
-        self._length.change(-1)
+        if self._taken is None:
+            self._length.change(-1)
+        else:
+            self._taken.change(1)
 
     def __len__(self):
-        return self._length()
+        taken = self._taken
+        return self._length() - (0 if taken is None else taken())
 
     def __bool__(self):
-        return bool(self._length())
+        return bool(len(self))
 
     __nonzero__ = __bool__  # named by zc.queue's IQueue
 
@@ -728,7 +739,7 @@ class Queue(utils.Base):
         with a TimeoutError is, in its place (and ``filter`` judges that
         one).  Returns ``default`` when no job fits.
         """
-        if not self._length():
+        if not len(self):
             return default
         now = utils.now()
         cleaned = set()
