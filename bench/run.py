@@ -127,6 +127,8 @@ def parse_args(argv):
                         "Huey's one worker)")
     parser.add_argument('--sections', default='1,2,3',
                         help='which sections to run, e.g. 2 or 1,3')
+    parser.add_argument('--prefetch', type=int, default=None,
+                        help="the dispatchers' prefetch (default 16)")
     parser.add_argument('--no-peers', action='store_true',
                         help='skip Huey and RQ')
     parser.add_argument('--json', default=None,
@@ -145,6 +147,9 @@ def parse_args(argv):
 
 def main(argv=None):
     args = parse_args(sys.argv[1:] if argv is None else argv)
+    if args.prefetch is not None:
+        os.environ['ZCBENCH_PREFETCH'] = str(args.prefetch)
+        common.PREFETCH = args.prefetch
     import logging
     logging.basicConfig(level=logging.ERROR)
     info = machine_info()
@@ -182,8 +187,9 @@ def main(argv=None):
     except OSError:
         pass
     print('zc.asynchronous benchmarks: N = %d, levels %s, %d worker(s), '
-          '%.0f s' % (args.n, ','.join(str(x) for x in args.levels),
-                      args.workers, elapsed))
+          'prefetch %d, %.0f s' % (
+              args.n, ','.join(str(x) for x in args.levels), args.workers,
+              common.PREFETCH, elapsed))
     print('; '.join('%s %s' % item for item in info.items()))
     print()
     print(render_table(rows))

@@ -19,8 +19,10 @@ BENCH_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 #: Jobs each zc.asynchronous agent claims beyond its worker threads (the
 #: dispatcher's ``prefetch``): a worker that finishes finds the next job
-#: waiting, and one poll commit claims several jobs.
-PREFETCH = 16
+#: waiting, and one poll commit claims several jobs.  ``run.py
+#: --prefetch N`` changes it (through the environment, so that the
+#: dispatcher processes see it too).
+PREFETCH = int(os.environ.get('ZCBENCH_PREFETCH', '16'))
 
 
 class Row:
