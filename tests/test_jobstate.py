@@ -145,3 +145,57 @@ def test_now_is_pytz_utc():
     now = utils.now()
     assert now.tzinfo is pytz.UTC
     assert abs(now - before) < datetime.timedelta(seconds=5)
+
+
+def test_inline_arguments_act_like_a_list_and_a_dict(conn):
+    job = store(conn, Job(both, 3, 1, 2, a=1))
+    args, kwargs = job.args, job.kwargs
+    assert args + [9] == [3, 1, 2, 9] and [9] + args == [9, 3, 1, 2]
+    assert args * 2 == [3, 1, 2] * 2 == 2 * args
+    assert args.copy() == [3, 1, 2] and type(args.copy()) is list
+    assert args == [3, 1, 2] and args == persistent.list.PersistentList(
+        [3, 1, 2])
+    # Like a list, not equal to a tuple or a string.
+    assert args != (3, 1, 2)
+    assert Job(both, 'a', 'b').args != 'ab'
+    assert kwargs.copy() == {'a': 1} and kwargs | {'b': 2} == {'a': 1, 'b': 2}
+    assert {'b': 2} | kwargs == {'a': 1, 'b': 2}
+    assert not job._p_changed
+    args.sort()
+    assert job.args == [1, 2, 3]
+    assert isinstance(job._args, persistent.list.PersistentList)
+
+
+def test_a_view_is_not_stored_by_mistake(conn):
+    import copy
+    import pickle
+    job = store(conn, Job(both, 1, 2))
+    with pytest.raises(TypeError, match='store a copy'):
+        pickle.dumps(job.args)
+    with pytest.raises(TypeError, match='store a copy'):
+        pickle.dumps(job.kwargs)
+    conn.root()['oops'] = job.args
+    with pytest.raises(TypeError, match='store a copy'):
+        conn.transaction_manager.commit()
+    conn.transaction_manager.abort()
+    assert copy.deepcopy(job.args) == [1, 2]
+    assert type(copy.copy(job.kwargs)) is dict
+
+
+def test_an_assigned_persistent_mapping_is_kept(conn):
+    job = store(conn, Job(both))
+    mapping = persistent.mapping.PersistentMapping()
+    job.kwargs = mapping
+    mapping['x'] = 1
+    assert job.kwargs is mapping
+    job.kwargs = {}
+    assert job._kwargs is None and job.kwargs == {}
+
+
+def test_only_exact_scalar_types_are_inline():
+    class Tagged(int):
+        pass
+    value = Tagged(3)
+    value.payload = ['x'] * 1000
+    assert isinstance(Job(both, value)._args, persistent.list.PersistentList)
+    assert isinstance(Job(both, 3)._args, tuple)

@@ -98,3 +98,15 @@ def test_no_prefetch_nor_wake_when_the_dispatcher_does_not_want_one():
     wanted[0] = True
     watcher._invalidate(p(11), [p(1)])
     assert wakes == [1] and storage.prefetched == [([p(1)], p(12))]
+
+
+def test_an_error_in_the_watcher_does_not_escape(caplog):
+    """It runs inside the MVCC adapter's loop over the connections: an
+    error must not keep the others from hearing of the commit."""
+    def broken():
+        raise RuntimeError('broken')
+    watcher = _InvalidationWatcher(FakeDB(FakeStorage()), lambda: None,
+                                   broken)
+    watcher.oids = frozenset([p(1)])
+    watcher._invalidate(p(10), [p(1)])      # does not raise
+    assert 'wake-up on a commit failed' in caplog.text

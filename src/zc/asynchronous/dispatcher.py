@@ -106,6 +106,15 @@ class _InvalidationWatcher:
             self.installed = True
 
     def _invalidate(self, tid, oids):
+        # Called inside the MVCC adapter's loop over its connections (in
+        # ZEO's I/O thread, or in a committing thread): an error here
+        # must not keep the others from hearing of the commit.
+        try:
+            self._on_commit(tid, oids)
+        except Exception:
+            log.exception('dispatcher wake-up on a commit failed')
+
+    def _on_commit(self, tid, oids):
         if self.oids is None or not self.oids.isdisjoint(oids):
             if self._wanted is not None and not self._wanted():
                 return

@@ -266,10 +266,10 @@ class Job(utils.Base):
         if isinstance(mapping, jobstate.KwargsView) and mapping._job is self:
             return
         if not isinstance(mapping, persistent.mapping.PersistentMapping):
-            mapping = dict(mapping)
-            if not jobstate.inline_mapping(mapping):
+            mapping = dict(mapping) or None   # none: nothing stored
+            if mapping and not jobstate.inline_mapping(mapping):
                 mapping = persistent.mapping.PersistentMapping(mapping)
-        self._kwargs = mapping or None
+        self._kwargs = mapping
 
     def _own_kwargs(self):
         stored = self._kwargs

@@ -22,6 +22,7 @@ with the job: other transactions add callbacks and annotations while the
 job runs, and those writes must not touch the job's own record (a
 conflict there would make its call run again).
 """
+import collections
 import collections.abc
 import datetime
 
@@ -38,9 +39,10 @@ _SCALARS = (type(None), bool, int, float, complex, datetime.datetime,
 def _small(value):
     if isinstance(value, persistent.Persistent):
         return True   # a reference: the object has its own record
-    if isinstance(value, (str, bytes)):
+    kind = type(value)   # exact types: a subclass may carry a __dict__
+    if kind is str or kind is bytes:
         return len(value) <= INLINE_LENGTH
-    return isinstance(value, _SCALARS)
+    return kind in _SCALARS
 
 
 def inline_sequence(values):
@@ -76,6 +78,18 @@ class _View:
     def __iter__(self):
         return iter(self._stored())
 
+    def __reduce__(self):
+        raise TypeError(
+            'a view of the arguments of %r cannot be pickled or stored: '
+            'store a copy (list(job.args), dict(job.kwargs))' % (self._job,))
+
+    def __copy__(self):
+        return self.copy()
+
+    def __deepcopy__(self, memo):
+        import copy
+        return copy.deepcopy(self.copy(), memo)
+
 
 class ArgsView(_View, collections.abc.MutableSequence):
     """``job.args`` while the arguments are inline: a list to its users."""
@@ -101,12 +115,32 @@ class ArgsView(_View, collections.abc.MutableSequence):
     def insert(self, index, value):
         self._own().insert(index, value)
 
+    # Like a list: equal to lists (a PersistentList is a UserList), not
+    # to tuples or strings.
+
     def __eq__(self, other):
-        if isinstance(other, (list, tuple, collections.abc.Sequence)):
+        if isinstance(other, (ArgsView, list, collections.UserList)):
             return list(self) == list(other)
         return NotImplemented
 
     __hash__ = None
+
+    def __add__(self, other):
+        return list(self) + other
+
+    def __radd__(self, other):
+        return other + list(self)
+
+    def __mul__(self, count):
+        return list(self) * count
+
+    __rmul__ = __mul__
+
+    def copy(self):
+        return list(self)
+
+    def sort(self, *args, **kwargs):
+        self._own().sort(*args, **kwargs)
 
     def __repr__(self):
         return repr(list(self._stored()))
@@ -131,6 +165,15 @@ class KwargsView(_View, collections.abc.MutableMapping):
 
     def __delitem__(self, key):
         del self._own()[key]
+
+    def copy(self):
+        return dict(self._stored())
+
+    def __or__(self, other):
+        return dict(self._stored()) | other
+
+    def __ror__(self, other):
+        return other | dict(self._stored())
 
     def __repr__(self):
         return repr(dict(self._stored()))
