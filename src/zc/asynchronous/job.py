@@ -317,8 +317,11 @@ class Job(utils.Base):
     def status(self):
         status = self._status
         if status == NEW:
+            parent = self.parent
+            if parent is None:
+                return NEW   # the common case, without the walk
             ancestor = None
-            for ancestor in _walk_parents(self.parent, (interfaces.IJob,)):
+            for ancestor in _walk_parents(parent, (interfaces.IJob,)):
                 pass
             if ancestor is not None and ancestor is not self:
                 if interfaces.IAgent.providedBy(ancestor):
