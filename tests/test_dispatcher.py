@@ -320,6 +320,20 @@ def test_draining_a_pool_keeps_the_jobs_already_marked_active():
     assert pool.idle() == 0
 
 
+@pytest.mark.parametrize('prefetch, size, low', [
+    (16, 1, 1),     # one thread: ask for more when one job is left
+    (16, 3, 3),     # a job left for each thread
+    (4, 3, 2),      # at most half the prefetch
+    (0, 2, 0),      # no prefetch: ask once nothing waits
+])
+def test_a_pool_asks_for_more_jobs_at_its_low_water_mark(prefetch, size, low):
+    pool = zc.asynchronous.dispatcher.AgentThreadPool(
+        types.SimpleNamespace(), '', 'main', size=0)
+    pool._size = size   # no threads started
+    pool.prefetch = prefetch
+    assert pool.low_water() == low
+
+
 # -- found in review: each of these failed before its fix ----------------
 
 def test_a_conflict_in_the_first_poll_still_joins_the_queue(

@@ -202,6 +202,13 @@ class AgentThreadPool:
     def put(self, item):
         self._queue.put(item)
 
+    def low_water(self):
+        """How few waiting jobs make a worker ask for more: one for each
+        thread (so that none waits for the poll), at most half the
+        prefetch.  The fewer, the more jobs one poll (one commit) claims.
+        """
+        return min(self.prefetch // 2, max(1, self._size))
+
     def pending(self):
         """Claimed jobs not yet picked up by a thread (oids and dbnames)."""
         with self._queue.mutex:
@@ -614,12 +621,12 @@ class Dispatcher:
 
     def _pools_stocked(self):
         """Whether every worker pool holds more waiting jobs than its
-        low-water mark (half its agent's prefetch).  Never true without
+        low-water mark (``AgentThreadPool.low_water``).  Never true without
         prefetch, nor before the first poll made the pools."""
         pools = [pool for agents in list(self.queues.values())
                  for pool in list(agents.values())]
         return bool(pools) and all(
-            pool.prefetch and pool._queue.qsize() > pool.prefetch // 2
+            pool.prefetch and pool._queue.qsize() > pool.low_water()
             for pool in pools)
 
     def _defer_completion(self, job, agent):
@@ -657,10 +664,10 @@ class Dispatcher:
         """A worker finished a job: claim more without waiting for a poll.
 
         With prefetched jobs still waiting in the pool, the claim waits
-        until half of them are taken, so that one poll (one commit) claims
-        several jobs.
+        until the pool is down to its low-water mark, so that one poll (one
+        commit) claims several jobs.
         """
-        if pool._queue.qsize() <= pool.prefetch // 2:
+        if pool._queue.qsize() <= pool.low_water():
             self._wake_threadsafe()
 
     def _poll_now(self):
