@@ -110,3 +110,44 @@ def test_an_error_in_the_watcher_does_not_escape(caplog):
     watcher.oids = frozenset([p(1)])
     watcher._invalidate(p(10), [p(1)])      # does not raise
     assert 'wake-up on a commit failed' in caplog.text
+
+
+def test_a_poll_gives_up_on_a_commit_the_database_never_shows(caplog):
+    """A storage that went back in time (a ZEO server restored from a
+    backup): the poll waits at most CATCH_UP_SECONDS once, then forgets
+    that commit, instead of waiting in every poll."""
+    import types
+    from zc.asynchronous.dispatcher import Dispatcher
+    watcher, storage, wakes = make()
+    watcher._invalidate(p(10), [p(1)])
+    conn = FakeConn(p(5))
+    begins = []
+    fake = types.SimpleNamespace(_watcher=watcher, conn=conn,
+                                 CATCH_UP_SECONDS=0.01)
+    tm = types.SimpleNamespace(begin=lambda: begins.append(1))
+    Dispatcher._catch_up(fake, tm)
+    assert begins and watcher.tid is None
+    assert 'never showed the commit' in caplog.text
+    begins.clear()
+    Dispatcher._catch_up(fake, tm)     # nothing to wait for now
+    assert begins == []
+
+
+def test_a_poll_syncs_again_until_its_view_shows_the_waking_commit():
+    import types
+    from zc.asynchronous.dispatcher import Dispatcher
+    watcher, storage, wakes = make()
+    watcher._invalidate(p(10), [p(1)])
+    conn = FakeConn(p(9))
+
+    def begin():          # the third sync sees the commit
+        begins.append(1)
+        if len(begins) == 3:
+            conn._storage._start = p(11)
+    begins = []
+    fake = types.SimpleNamespace(_watcher=watcher, conn=conn,
+                                 CATCH_UP_SECONDS=5)
+    Dispatcher._catch_up(fake, types.SimpleNamespace(begin=begin))
+    assert len(begins) == 3 and watcher.tid == p(10)
+    watcher._invalidateCache()
+    assert watcher.tid is None

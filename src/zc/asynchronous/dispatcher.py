@@ -145,6 +145,7 @@ class _InvalidationWatcher:
                 and start <= self.tid)
 
     def _invalidateCache(self):
+        self.tid = None   # a new connection to the storage: start afresh
         self._wake()
 
     def uninstall(self):
@@ -746,7 +747,13 @@ class Dispatcher:
             tm.begin()
             if not watcher.view_is_older(self.conn):
                 return
-        log.debug('poll view still older than the commit that woke it')
+        # The storage may have gone back in time (a ZEO server restored
+        # from a backup, say): forget the commit rather than wait on it in
+        # every poll.
+        watcher.tid = None
+        log.warning('the database never showed the commit that woke the '
+                    'dispatcher (%s s): polling without it',
+                    self.CATCH_UP_SECONDS)
 
     def _poll_once(self, poll_info):
         """The work of a poll inside its transaction; returns the handovers.
