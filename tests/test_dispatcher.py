@@ -477,3 +477,32 @@ def test_a_claim_that_committed_without_a_handover_is_run(
     assert job.status == interfaces.ASSIGNED
     dispatcher.reactor.callFromThread(dispatcher._poll_now)
     assert wait_for_result(job) == 42
+
+
+def test_a_poll_prefetches_what_its_claims_and_workers_load(
+        database, session, monkeypatch):
+    """On a ZEO client each load is a round trip: a poll asks for the jobs
+    it is about to claim, then for their callbacks queues (what the worker
+    loads next), in batches.  (FileStorage ignores prefetch; the calls are
+    recorded here.)"""
+    asked = []
+    original = ZODB.Connection.Connection.prefetch
+
+    def prefetch(self, *args):
+        asked.append([ob if isinstance(ob, bytes) else ob._p_oid
+                      for arg in args for ob in arg])
+        return original(self, *args)
+    monkeypatch.setattr(ZODB.Connection.Connection, 'prefetch', prefetch)
+    conn, tm, queue = session
+    jobs = [queue.put(Job(dispatched.add, n, 1)) for n in range(5)]
+    tm.commit()
+    started = zc.asynchronous.configure.start(
+        database, poll_interval=30, uuid=UUID, agent_size=1, prefetch=4)
+    try:
+        for n, job in enumerate(jobs):
+            assert wait_for_result(job) == n + 1
+    finally:
+        started.stop()
+    oids = [job._p_oid for job in jobs]
+    assert oids in asked                                   # the claims
+    assert [job.callbacks._p_oid for job in jobs] in asked  # the workers

@@ -998,3 +998,23 @@ class TestInstanceUUID:
         subprocess.run([sys.executable, '-c', code], cwd=tmp_path, env=env,
                        check=True, timeout=60)
         assert list(tmp_path.iterdir()) == []
+
+
+class TestPrefetch:
+
+    def test_asks_for_the_first_jobs_waiting(self, queue, monkeypatch,
+                                             clock):
+        asked = []
+        monkeypatch.setattr(queue._p_jar, 'prefetch',
+                            lambda jobs: asked.append(list(jobs)),
+                            raising=False)
+        jobs = [queue.put(Job(noop, i)) for i in range(20)]  # two buckets
+        later = queue.put(Job(noop), begin_after=T0 + datetime.timedelta(
+            hours=1))
+        commit(queue)
+        queue.prefetch(17)
+        assert asked == [jobs[:17]]
+        queue.prefetch(0)
+        assert len(asked) == 1
+        queue.prefetch(100)
+        assert asked[-1] == jobs and later not in asked[-1]

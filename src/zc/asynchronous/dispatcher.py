@@ -818,10 +818,15 @@ class Dispatcher:
                         again['agent oid'] = agent._p_oid
                         again['active committed'] = started
                         handed.append((pool, (job._p_oid, job_id[1], again)))
+                room = agent.size + getattr(agent, 'prefetch', 0) - len(agent)
+                if room > 1 and hasattr(queue, 'prefetch'):
+                    queue.prefetch(room)
+                claimed = []
                 while True:
                     job = agent.claimJob()
                     if job is None:
                         break
+                    claimed.append(job)
                     if job._p_oid is None:
                         self.conn.add(job)
                     job_id = getId(job)
@@ -837,6 +842,11 @@ class Dispatcher:
                         idle -= 1
                     info['new jobs'].append(job_id)
                     handed.append((pool, (job._p_oid, job_id[1], job_info)))
+                if claimed:
+                    # What the workers load next: each job's callbacks.
+                    self.conn.prefetch(
+                        [job.callbacks for job in claimed
+                         if getattr(job.callbacks, '_p_oid', None)])
                 info['len'] = len(agent)
             for agent_name in list(pools):
                 if agent_name not in da:
