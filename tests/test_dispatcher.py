@@ -11,6 +11,7 @@ import ZODB.FileStorage
 
 import zc.asynchronous.configure
 import zc.asynchronous.dispatcher
+import zc.asynchronous.queue
 from zc.asynchronous import interfaces
 from zc.asynchronous.job import Job
 from zc.asynchronous.queue import getDefaultQueue
@@ -480,19 +481,13 @@ def test_a_claim_that_committed_without_a_handover_is_run(
 
 
 def test_a_poll_prefetches_what_its_claims_and_workers_load(
-        database, session, monkeypatch):
+        database, session):
     """On a ZEO client each load is a round trip: a poll asks for the jobs
     it is about to claim, then for their callbacks queues (what the worker
-    loads next), in batches.  (FileStorage ignores prefetch; the calls are
-    recorded here.)"""
+    loads next), in batches.  (FileStorage cannot prefetch: here it is
+    given a prefetch that records what it is asked.)"""
     asked = []
-    original = ZODB.Connection.Connection.prefetch
-
-    def prefetch(self, *args):
-        asked.append([ob if isinstance(ob, bytes) else ob._p_oid
-                      for arg in args for ob in arg])
-        return original(self, *args)
-    monkeypatch.setattr(ZODB.Connection.Connection, 'prefetch', prefetch)
+    database.storage.prefetch = lambda oids, tid: asked.append(list(oids))
     conn, tm, queue = session
     jobs = [queue.put(Job(dispatched.add, n, 1)) for n in range(5)]
     tm.commit()
@@ -506,3 +501,20 @@ def test_a_poll_prefetches_what_its_claims_and_workers_load(
     oids = [job._p_oid for job in jobs]
     assert oids in asked                                   # the claims
     assert [job.callbacks._p_oid for job in jobs] in asked  # the workers
+
+
+def test_no_prefetch_work_on_storages_that_cannot(database, session,
+                                                  monkeypatch):
+    asked = []
+    monkeypatch.setattr(zc.asynchronous.queue.Queue, 'prefetch',
+                        lambda self, count: asked.append(count))
+    conn, tm, queue = session
+    job = queue.put(Job(dispatched.add, 1, 1))
+    tm.commit()
+    started = zc.asynchronous.configure.start(
+        database, poll_interval=30, uuid=UUID, agent_size=1, prefetch=4)
+    try:
+        assert wait_for_result(job) == 2
+    finally:
+        started.stop()
+    assert asked == []

@@ -425,6 +425,8 @@ class Dispatcher:
         self._poll_thread = None
         self._wake_pending = False
         self._watcher = None
+        #: Whether the storage loads ahead (a ZEO client does).
+        self._can_prefetch = hasattr(db.storage, 'prefetch')
         self._stopping = False
         self._stopped = threading.Event()
         self._poll_count = 0
@@ -819,7 +821,8 @@ class Dispatcher:
                         again['active committed'] = started
                         handed.append((pool, (job._p_oid, job_id[1], again)))
                 room = agent.size + getattr(agent, 'prefetch', 0) - len(agent)
-                if room > 1 and hasattr(queue, 'prefetch'):
+                if (room > 1 and self._can_prefetch
+                        and hasattr(queue, 'prefetch')):
                     queue.prefetch(room)
                 claimed = []
                 while True:
@@ -842,7 +845,7 @@ class Dispatcher:
                         idle -= 1
                     info['new jobs'].append(job_id)
                     handed.append((pool, (job._p_oid, job_id[1], job_info)))
-                if claimed:
+                if claimed and self._can_prefetch:
                     # What the workers load next: each job's callbacks.
                     self.conn.prefetch(
                         [job.callbacks for job in claimed
