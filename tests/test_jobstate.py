@@ -199,3 +199,48 @@ def test_only_exact_scalar_types_are_inline():
     value.payload = ['x'] * 1000
     assert isinstance(Job(both, value)._args, persistent.list.PersistentList)
     assert isinstance(Job(both, 3)._args, tuple)
+
+
+def test_a_job_whose_module_is_gone_still_stores_and_comes_back(db):
+    """Loaded where its callable's module is missing, a job keeps the
+    callable's name: it can be changed and stored again, says what is
+    missing when called, and runs where the module is back."""
+    import sys
+    import types
+
+    from zc.asynchronous.interfaces import COMPLETED
+    module = types.ModuleType('vanishing_jobstate')
+    exec('def work(n):\n    return n * 2\n', module.__dict__)
+    sys.modules['vanishing_jobstate'] = module
+    tm1 = transaction.TransactionManager()
+    conn1 = db.open(transaction_manager=tm1)
+    conn1.root()['job'] = Job(module.work, 21)
+    tm1.commit()
+    del sys.modules['vanishing_jobstate']
+    # (conn1 stays open, so that the next connections load afresh, as
+    # another process would.)
+    try:
+        tm2 = transaction.TransactionManager()
+        conn2 = db.open(transaction_manager=tm2)
+        lost = conn2.root()['job']
+        assert 'vanishing_jobstate.work' in repr(lost)
+        lost.annotations['seen'] = True
+        lost.args.append(0)          # writes the job record again
+        tm2.commit()
+        failure = lost()
+        assert isinstance(failure.value, ImportError)
+        assert 'vanishing_jobstate.work' in str(failure.value)
+    finally:
+        sys.modules['vanishing_jobstate'] = module
+    try:
+        tm3 = transaction.TransactionManager()
+        conn3 = db.open(transaction_manager=tm3)
+        back = conn3.root()['job']
+        assert back.callable is module.work
+        assert back.status == COMPLETED     # it failed, in the other life
+        assert list(back.args) == [21, 0]
+        conn3.close()
+    finally:
+        del sys.modules['vanishing_jobstate']
+        conn1.close()
+        conn2.close()

@@ -153,6 +153,13 @@ class _GlobalName:
     def __reduce__(self):
         return _find_global, (self.module, self.name)
 
+    def resolve(self):
+        """The global if it can be imported now, else its Broken class."""
+        return _find_global(self.module, self.name)
+
+    def __repr__(self):
+        return '%s.%s' % (self.module, self.name)
+
 
 def _is_broken(obj):
     return isinstance(obj, type) and issubclass(obj, ZODB.broken.Broken)
@@ -219,16 +226,13 @@ class Job(utils.Base):
             for old, new in self._OLD_NAMES:
                 if old in state:
                     state[new] = state.pop(old)
-        super().__setstate__(state)
-
-    def __getstate__(self):
-        state = super().__getstate__()
         root = state.get('_callable_root')
         if _is_broken(root):
+            # Its module is missing here: keep the name, which pickles.
             state = dict(state)
             state['_callable_root'] = _GlobalName(
                 root.__module__, root.__name__)
-        return state
+        super().__setstate__(state)
 
     # -- arguments (see jobstate) -----------------------------------------
 
@@ -291,9 +295,12 @@ class Job(utils.Base):
 
     @property
     def callable(self):
+        root = self._callable_root
+        if type(root) is _GlobalName:
+            root = root.resolve()
         if self._callable_name is None:
-            return self._callable_root
-        return getattr(self._callable_root, self._callable_name)
+            return root
+        return getattr(root, self._callable_name)
 
     @callable.setter
     def callable(self, value):
@@ -544,6 +551,8 @@ class Job(utils.Base):
 
     def _check_callable(self):
         root = self._callable_root
+        if type(root) is _GlobalName:
+            root = root.resolve()
         if _is_broken(root):
             raise ImportError(
                 'cannot import the callable of this job: %s.%s'
