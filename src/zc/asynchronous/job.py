@@ -493,11 +493,18 @@ class Job(utils.Base):
         return tm
 
     def __call__(self, *args, **kwargs):
-        if self.status not in (NEW, ASSIGNED):
+        return self._call(None, args, kwargs)
+
+    def _call(self, tm, args, kwargs):
+        """``__call__``, with the transaction manager when the caller has it
+        (a job calling its callbacks, which share its connection)."""
+        status = self.status
+        if status not in (NEW, ASSIGNED):
             raise BadStatusError(
                 'can only call a job with NEW or ASSIGNED status')
-        tm = self._transaction_manager()
-        self._mark_active()
+        if tm is None:
+            tm = self._transaction_manager()
+        self._mark_active(status)
         try:
             tm.commit()
         except BaseException:
@@ -505,14 +512,17 @@ class Job(utils.Base):
             raise
         return self._run_started(tm, args, kwargs)
 
-    def _mark_active(self):
+    def _mark_active(self, status=None):
         """Check that the job may start and make it ACTIVE, uncommitted.
 
         The caller commits: ``__call__`` on its own, or a dispatcher's
         worker together with the completion of the job before.  The call
-        itself (``_run_active``) must follow that commit.
+        itself (``_run_active``) must follow that commit.  ``status`` is
+        the job's status when the caller just read it.
         """
-        if self.status not in (NEW, ASSIGNED):
+        if status is None:
+            status = self.status
+        if status not in (NEW, ASSIGNED):
             raise BadStatusError(
                 'can only call a job with NEW or ASSIGNED status')
         self._status = ACTIVE
@@ -534,7 +544,7 @@ class Job(utils.Base):
             failure = zc.twist.Failure()
             self._store_failure(failure, tm)
             if self._status == CALLBACKS:
-                self.resumeCallbacks()
+                self._resume_callbacks(tm)
             return failure
         effective_args = list(self._args)
         effective_args.extend(args)
@@ -608,7 +618,7 @@ class Job(utils.Base):
                 self._store_failure(res, tm)
             break
         if self._status == CALLBACKS:
-            self.resumeCallbacks()
+            self._resume_callbacks(tm)
         return res
 
     def _check_still_ours(self, started, parent):
@@ -711,7 +721,7 @@ class Job(utils.Base):
             # keep why, rather than waiting for ever.
             self._store_failure(zc.twist.Failure(), tm)
         if self._status == CALLBACKS:
-            self.resumeCallbacks()
+            self._resume_callbacks(tm)
 
     def fail(self, e=None):
         if e is None:
@@ -728,20 +738,26 @@ class Job(utils.Base):
             tm.abort()
             raise
         if self._status == CALLBACKS:
-            self.resumeCallbacks()
+            self._resume_callbacks(tm)
 
     def resumeCallbacks(self):
         if self._status != CALLBACKS:
             raise BadStatusError(
                 'can only resumeCallbacks on a job with CALLBACKS status')
-        tm = self._transaction_manager()
+        self._resume_callbacks(self._transaction_manager())
+
+    def _resume_callbacks(self, tm):
         done = 0
         callbacks = list(self.callbacks)
+        jar = self._p_jar
         while True:
             for callback in callbacks:
                 status = callback._status
                 if status == NEW:
-                    callback(self._result)
+                    # A callback in this job's connection shares its
+                    # transaction manager.
+                    callback._call(tm if callback._p_jar is jar else None,
+                                   (self._result,), {})
                 elif status == ACTIVE:
                     callback.fail()
                 elif status == CALLBACKS:
