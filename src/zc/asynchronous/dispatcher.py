@@ -820,9 +820,12 @@ class Dispatcher:
                         again['agent oid'] = agent._p_oid
                         again['active committed'] = started
                         handed.append((pool, (job._p_oid, job_id[1], again)))
+                # With a backlog, ask for the jobs about to be claimed in
+                # one batch.  (A single new job came with the commit that
+                # woke this poll: the watcher asked for it already.)
                 room = agent.size + getattr(agent, 'prefetch', 0) - len(agent)
                 if (room > 1 and self._can_prefetch
-                        and hasattr(queue, 'prefetch')):
+                        and hasattr(queue, 'prefetch') and len(queue) > 1):
                     queue.prefetch(room)
                 claimed = []
                 while True:
@@ -845,7 +848,7 @@ class Dispatcher:
                         idle -= 1
                     info['new jobs'].append(job_id)
                     handed.append((pool, (job._p_oid, job_id[1], job_info)))
-                if claimed and self._can_prefetch:
+                if len(claimed) > 1 and self._can_prefetch:
                     # What the workers load next: each job's callbacks.
                     self.conn.prefetch(
                         [job.callbacks for job in claimed
