@@ -244,3 +244,20 @@ def test_a_job_whose_module_is_gone_still_stores_and_comes_back(db):
         del sys.modules['vanishing_jobstate']
         conn1.close()
         conn2.close()
+
+
+class LoudJob(Job):
+    calls = []
+
+    def __call__(self, *args, **kwargs):
+        LoudJob.calls.append(args)
+        return super().__call__(*args, **kwargs)
+
+
+def test_a_callback_of_a_job_subclass_is_called_through_its_call(conn):
+    LoudJob.calls = []
+    job = store(conn, Job(positional, 42))
+    job.addCallback(LoudJob(positional))
+    conn.transaction_manager.commit()
+    job()
+    assert LoudJob.calls == [((42,),)]

@@ -151,3 +151,20 @@ def test_a_poll_syncs_again_until_its_view_shows_the_waking_commit():
     assert len(begins) == 3 and watcher.tid == p(10)
     watcher._invalidateCache()
     assert watcher.tid is None
+
+
+def test_giving_up_keeps_a_newer_commit():
+    """A commit that arrives while a poll waits for an older one is not
+    forgotten with it."""
+    import types
+    from zc.asynchronous.dispatcher import Dispatcher
+    watcher, storage, wakes = make()
+    watcher._invalidate(p(10), [p(1)])
+    conn = FakeConn(p(5))
+
+    def begin():
+        watcher._invalidate(p(20), [p(1)])   # from ZEO's I/O thread
+    fake = types.SimpleNamespace(_watcher=watcher, conn=conn,
+                                 CATCH_UP_SECONDS=0.01)
+    Dispatcher._catch_up(fake, types.SimpleNamespace(begin=begin))
+    assert watcher.tid == p(20)

@@ -743,6 +743,7 @@ class Dispatcher:
         watcher = self._watcher
         if watcher is None or not watcher.view_is_older(self.conn):
             return
+        awaited = watcher.tid
         deadline = time.monotonic() + self.CATCH_UP_SECONDS
         while time.monotonic() < deadline:
             time.sleep(0.0002)
@@ -751,8 +752,9 @@ class Dispatcher:
                 return
         # The storage may have gone back in time (a ZEO server restored
         # from a backup, say): forget the commit rather than wait on it in
-        # every poll.
-        watcher.tid = None
+        # every poll (unless a newer one came meanwhile).
+        if watcher.tid == awaited:
+            watcher.tid = None
         log.warning('the database never showed the commit that woke the '
                     'dispatcher (%s s): polling without it',
                     self.CATCH_UP_SECONDS)

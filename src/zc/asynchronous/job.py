@@ -754,10 +754,13 @@ class Job(utils.Base):
             for callback in callbacks:
                 status = callback._status
                 if status == NEW:
-                    # A callback in this job's connection shares its
-                    # transaction manager.
-                    callback._call(tm if callback._p_jar is jar else None,
-                                   (self._result,), {})
+                    if (callback._p_jar is jar
+                            and type(callback).__call__ is Job.__call__):
+                        # In this job's connection, it shares its
+                        # transaction manager.
+                        callback._call(tm, (self._result,), {})
+                    else:
+                        callback(self._result)
                 elif status == ACTIVE:
                     callback.fail()
                 elif status == CALLBACKS:
