@@ -60,3 +60,9 @@ def counted_sleep(name, seconds):
 def sleep(seconds):
     time.sleep(seconds)
     return seconds
+
+
+def explode():
+    """Raise an explosive error, which a job re-raises: it ends the
+    worker thread."""
+    raise SystemExit('explode on purpose')

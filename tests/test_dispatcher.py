@@ -518,3 +518,27 @@ def test_no_prefetch_work_on_storages_that_cannot(database, session,
     finally:
         started.stop()
     assert asked == []
+
+
+@pytest.mark.filterwarnings(
+    'ignore::pytest.PytestUnhandledThreadExceptionWarning')
+def test_a_worker_thread_killed_by_an_explosive_error_is_replaced(
+        database, session, caplog):
+    """SystemExit from a job ends its worker thread (explosive errors are
+    re-raised, not stored).  The next poll starts a new thread, so the
+    jobs claimed after it still run; the job that exploded stays ACTIVE,
+    as after a crash, for the next activation's clean-up."""
+    started = zc.asynchronous.configure.start(
+        database, poll_interval=30, uuid=UUID, agent_size=1, prefetch=1)
+    try:
+        wait_for_poll(started)
+        boom = put(session, dispatched.explode)
+        pool = started.queues['']['main']
+        wait_until(lambda: not pool.alive(), 10, 'the worker never died')
+        job = put(session, dispatched.add, 1, 1)
+        assert wait_for_result(job) == 2
+        session[1].begin()
+        assert boom.status == interfaces.ACTIVE
+        assert 'died running job' in caplog.text
+    finally:
+        started.stop()

@@ -203,6 +203,10 @@ class AgentThreadPool:
     def put(self, item):
         self._queue.put(item)
 
+    def alive(self):
+        """How many of the pool's threads are alive."""
+        return sum(1 for t in self.threads if t.is_alive())
+
     def low_water(self):
         """How few waiting jobs make a worker ask for more: one for each
         thread (so that none waits for the poll), at most half the
@@ -260,6 +264,7 @@ class AgentThreadPool:
         tm = transaction.TransactionManager()
         conn = dispatcher.db.open(transaction_manager=tm)
         ident = threading.get_ident()
+        item = None
         try:
             while True:
                 item, started = handoff.take()
@@ -280,6 +285,14 @@ class AgentThreadPool:
                         self.busy.discard(ident)
                     tm.abort()
                     dispatcher._worker_free(self)
+        except BaseException:
+            # An explosive error (SystemExit, say) ends the thread; the
+            # next poll starts another.  The job stays ACTIVE, as after a
+            # crash: the next activation's clean-up fails it.
+            log.critical('worker thread %s of agent %r died running job %s',
+                         threading.current_thread().name, self.name,
+                         item and ZODB.utils.u64(item[0]), exc_info=True)
+            raise
         finally:
             self.busy.discard(ident)
             if (handoff.taken and handoff.item is not None
@@ -798,6 +811,11 @@ class Dispatcher:
                         self, queue_name, agent_name)
                 if pool.getSize() != size:
                     self._grow_db_pool(pool.setSize(size))
+                elif pool.alive() < size:
+                    log.critical('%d worker thread(s) of agent %r of queue '
+                                 '%r died; starting new ones',
+                                 size - pool.alive(), agent_name, queue_name)
+                    pool.setSize(size)
                 pool.prefetch = getattr(agent, 'prefetch', 0)
                 idle = pool.idle()
                 for job in list(agent):
