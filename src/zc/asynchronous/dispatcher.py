@@ -840,13 +840,7 @@ class Dispatcher:
                         again['agent oid'] = agent._p_oid
                         again['active committed'] = started
                         handed.append((pool, (job._p_oid, job_id[1], again)))
-                # With a backlog, ask for the jobs about to be claimed in
-                # one batch.  (A single new job came with the commit that
-                # woke this poll: the watcher asked for it already.)
-                room = agent.size + getattr(agent, 'prefetch', 0) - len(agent)
-                if (room > 1 and self._can_prefetch
-                        and hasattr(queue, 'prefetch') and len(queue) > 1):
-                    queue.prefetch(room)
+                self._prefetch_claims(queue, agent)
                 claimed = []
                 while True:
                     job = agent.claimJob()
@@ -868,11 +862,7 @@ class Dispatcher:
                         idle -= 1
                     info['new jobs'].append(job_id)
                     handed.append((pool, (job._p_oid, job_id[1], job_info)))
-                if len(claimed) > 1 and self._can_prefetch:
-                    # What the workers load next: each job's callbacks.
-                    self.conn.prefetch(
-                        [job.callbacks for job in claimed
-                         if getattr(job.callbacks, '_p_oid', None)])
+                self._prefetch_for_workers(claimed)
                 info['len'] = len(agent)
             for agent_name in list(pools):
                 if agent_name not in da:
@@ -883,6 +873,22 @@ class Dispatcher:
         if self._watcher is not None:
             self._watcher.oids = frozenset(watched)
         return handed
+
+    def _prefetch_claims(self, queue, agent):
+        """With a backlog, ask for the jobs ``agent`` is about to claim in
+        one batch.  (A single new job came with the commit that woke this
+        poll: the watcher asked for it already.)"""
+        room = agent.size + getattr(agent, 'prefetch', 0) - len(agent)
+        if (room > 1 and self._can_prefetch and hasattr(queue, 'prefetch')
+                and len(queue) > 1):
+            queue.prefetch(room)
+
+    def _prefetch_for_workers(self, claimed):
+        """Ask for what the workers load next: each claimed job's callbacks.
+        """
+        if len(claimed) > 1 and self._can_prefetch:
+            self.conn.prefetch([job.callbacks for job in claimed
+                                if getattr(job.callbacks, '_p_oid', None)])
 
     def _join(self, queue):
         """Register and activate in ``queue``; return the agents or None."""

@@ -206,14 +206,11 @@ class Job(utils.Base):
         self, args = args[0], args[1:]
         if not args:
             raise TypeError('Job() needs a callable as its first argument')
-        stored = args[1:]
-        if stored:
-            self._args = (stored if jobstate.inline_sequence(stored)
-                          else persistent.list.PersistentList(stored))
+        if len(args) > 1:
+            self.args = args[1:]
         self.callable = args[0]
         if kwargs:
-            self._kwargs = (kwargs if jobstate.inline_mapping(kwargs)
-                            else persistent.mapping.PersistentMapping(kwargs))
+            self.kwargs = kwargs
         self.callbacks = zc.queue.PersistentQueue()
         self.annotations = BTrees.OOBTree.OOBTree()
 

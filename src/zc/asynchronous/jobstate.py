@@ -1,4 +1,4 @@
-"""How a job keeps its arguments, callbacks and annotations.
+"""How a job keeps its arguments.
 
 The arguments of a job used to live in two persistent sub-objects, a
 ``PersistentList`` and a ``PersistentMapping``: two more records in the

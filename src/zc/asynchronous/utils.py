@@ -14,8 +14,6 @@ tracelog = logging.getLogger('zc.async.trace')
 
 EPOCH_MAX = datetime.datetime.max
 _UTC = datetime.timezone.utc
-
-
 EPOCH = datetime.datetime(1970, 1, 1, tzinfo=pytz.UTC)
 _MICROSECOND = datetime.timedelta(microseconds=1)
 
