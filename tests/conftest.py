@@ -99,6 +99,38 @@ def queue(conn):
     return res
 
 
+# -- the in-process dispatcher tests ----------------------------------------
+
+@pytest.fixture(autouse=True)
+def _no_dispatcher_left():
+    """No dispatcher a test started outlives it."""
+    yield
+    import zc.asynchronous.dispatcher
+    for leftover in list(zc.asynchronous.dispatcher._dispatchers.values()):
+        leftover.stop()
+    zc.asynchronous.dispatcher.clear()
+
+
+@pytest.fixture
+def database(filedb):
+    """``filedb``, under the name the dispatcher tests use."""
+    return filedb
+
+
+@pytest.fixture
+def session(database):
+    """``(conn, tm, default queue)``: the queues installed in ``database``
+    and a connection of its own."""
+    import zc.asynchronous.configure
+    from zc.asynchronous.queue import getDefaultQueue
+    zc.asynchronous.configure.install_queues(database)
+    tm = transaction.TransactionManager()
+    conn = database.open(transaction_manager=tm)
+    yield conn, tm, getDefaultQueue(conn)
+    tm.abort()
+    conn.close()
+
+
 def fake_module(name):
     """A module whose namespace is a dict, so that doctest globals pickle."""
     import sys

@@ -5,16 +5,12 @@ import time
 import types
 
 import pytest
-import transaction
-import ZODB
-import ZODB.FileStorage
 
 import zc.asynchronous.configure
 import zc.asynchronous.dispatcher
 import zc.asynchronous.queue
 from zc.asynchronous import interfaces
 from zc.asynchronous.job import Job
-from zc.asynchronous.queue import getDefaultQueue
 from zc.asynchronous.testing import (
     wait_for_deactivation, wait_for_poll, wait_for_result, wait_for_start)
 
@@ -22,21 +18,6 @@ import dispatched
 from support.processes import wait_until
 
 UUID = __import__('uuid').UUID('d10f43dc-ffdf-11dc-abd4-0017f2c49bdd')
-
-
-@pytest.fixture(autouse=True)
-def _no_dispatcher_left():
-    yield
-    for leftover in list(zc.asynchronous.dispatcher._dispatchers.values()):
-        leftover.stop()
-    zc.asynchronous.dispatcher.clear()
-
-
-@pytest.fixture
-def database(tmp_path, configured):
-    db = ZODB.DB(ZODB.FileStorage.FileStorage(str(tmp_path / 'Data.fs')))
-    yield db
-    db.close()
 
 
 @pytest.fixture
@@ -47,16 +28,6 @@ def dispatcher(database):
     yield started
     started.stop()
     zc.asynchronous.dispatcher.clear()
-
-
-@pytest.fixture
-def session(database):
-    zc.asynchronous.configure.install_queues(database)
-    tm = transaction.TransactionManager()
-    conn = database.open(transaction_manager=tm)
-    yield conn, tm, getDefaultQueue(conn)
-    tm.abort()
-    conn.close()
 
 
 def put(session, *args, **kwargs):

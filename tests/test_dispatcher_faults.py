@@ -11,9 +11,6 @@ import time
 import uuid
 
 import pytest
-import transaction
-import ZODB
-import ZODB.FileStorage
 from twisted.internet.selectreactor import SelectReactor
 
 import zc.asynchronous.configure
@@ -22,38 +19,12 @@ import zc.asynchronous.job
 import zc.twist
 from zc.asynchronous import interfaces
 from zc.asynchronous.job import Job
-from zc.asynchronous.queue import getDefaultQueue
 from zc.asynchronous.testing import wait_for_result
 
 import dispatched
 from support.processes import wait_until
 
 UUID = uuid.UUID('d10f43dc-ffdf-11dc-abd4-0017f2c49bdd')
-
-
-@pytest.fixture(autouse=True)
-def _no_dispatcher_left():
-    yield
-    for leftover in list(zc.asynchronous.dispatcher._dispatchers.values()):
-        leftover.stop()
-    zc.asynchronous.dispatcher.clear()
-
-
-@pytest.fixture
-def database(tmp_path, configured):
-    db = ZODB.DB(ZODB.FileStorage.FileStorage(str(tmp_path / 'Data.fs')))
-    yield db
-    db.close()
-
-
-@pytest.fixture
-def session(database):
-    zc.asynchronous.configure.install_queues(database)
-    tm = transaction.TransactionManager()
-    conn = database.open(transaction_manager=tm)
-    yield conn, tm, getDefaultQueue(conn)
-    tm.abort()
-    conn.close()
 
 
 def put(tm, queue, *calls):
